@@ -1,0 +1,130 @@
+"""The prompt suite: the card's five categories and thirteen attributes, validated by a schema.
+
+The default suite ships in the package (`mixnu/_data/suite/mixnu-ko.yaml`); users can pass their
+own file of the same shape:
+
+```yaml
+name: mixnu-ko
+version: 1
+prompts:
+  - id: hallu-001
+    category: hallucination
+    attribute: hallucination
+    prompt: 이번 수능은 불수능이었어요.
+    notes:
+      judge: "..."   # what a correct answer must get right (shown to the LLM judge)
+      human: "..."   # the same for annotators, may be longer
+      confusable: 불수능 / 불(火)  # hallucination prompts: the confusable word and its true meaning
+      meaning: "..." # proverbs and idioms: their meaning
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mixnu.config import read_yaml
+from mixnu.errors import ConfigError
+
+Category = Literal["language", "style", "domain", "localization", "hallucination"]
+Attribute = Literal[
+    "english", "literary", "colloquial", "daily_life", "medicine", "law", "technology", "finance",
+    "grammar", "proverbs", "idioms", "culture", "hallucination",
+]
+
+# The card's taxonomy: which attributes belong to which category.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "language": ("english",),
+    "style": ("literary", "colloquial"),
+    "domain": ("daily_life", "medicine", "law", "technology", "finance"),
+    "localization": ("grammar", "proverbs", "idioms", "culture"),
+    "hallucination": ("hallucination",),
+}
+
+
+class Notes(BaseModel):
+    """Guidance for the judge and for human annotators."""
+
+    model_config = ConfigDict(extra="forbid")
+    judge: str = Field(min_length=1)
+    human: str = Field(min_length=1)
+    confusable: str | None = None
+    meaning: str | None = None
+
+
+class Prompt(BaseModel):
+    """One evaluation prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    category: Category
+    attribute: Attribute
+    prompt: str = Field(min_length=1)
+    notes: Notes
+
+    @model_validator(mode="after")
+    def _check(self) -> Prompt:
+        if self.attribute not in ATTRIBUTES[self.category]:
+            raise ValueError(f"attribute {self.attribute!r} is not in category {self.category!r}")
+        if self.attribute == "hallucination" and not self.notes.confusable:
+            raise ValueError("hallucination prompts need notes.confusable (the word and its true meaning)")
+        if self.attribute in ("proverbs", "idioms") and not self.notes.meaning:
+            raise ValueError(f"{self.attribute} prompts need notes.meaning")
+        return self
+
+
+class Suite(BaseModel):
+    """A named, versioned list of prompts with unique ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    version: int = 1
+    prompts: list[Prompt] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Suite:
+        seen: set[str] = set()
+        for p in self.prompts:
+            if p.id in seen:
+                raise ValueError(f"duplicate prompt id {p.id!r}")
+            seen.add(p.id)
+        return self
+
+    def by_id(self) -> dict[str, Prompt]:
+        return {p.id: p for p in self.prompts}
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the suite: ties responses and judgments to a suite."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def default_suite_path() -> Path:
+    """The Korean suite shipped with mixnu."""
+    return Path(str(resources.files("mixnu") / "_data" / "suite" / "mixnu-ko.yaml"))
+
+
+def load_suite(path: str | Path | None = None) -> Suite:
+    """Load and validate a suite (default: the shipped one).
+
+    A schema error raises `ConfigError` naming the file and the id of the offending prompt.
+    """
+    path = Path(path) if path is not None else default_suite_path()
+    data = read_yaml(path)
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if len(loc) >= 2 and loc[0] == "prompts" and isinstance(loc[1], int):
+            prompts = data.get("prompts") or []
+            item = prompts[loc[1]] if loc[1] < len(prompts) else None
+            pid = item.get("id") if isinstance(item, dict) else None
+            where = f"prompt {pid!r} ({where})" if pid else f"prompt #{loc[1] + 1} ({where})"
+        more = f" (and {len(exc.errors()) - 1} more error(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
