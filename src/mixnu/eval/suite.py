@@ -70,7 +70,12 @@ class Prompt(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Prompt:
         if self.attribute not in ATTRIBUTES[self.category]:
-            raise ValueError(f"attribute {self.attribute!r} is not in category {self.category!r}")
+            home = next(c for c, attrs in ATTRIBUTES.items() if self.attribute in attrs)
+            raise ValueError(
+                f"attribute {self.attribute!r} belongs to category {home!r}, not {self.category!r}"
+            )
+        if not self.prompt.strip() or not self.notes.judge.strip() or not self.notes.human.strip():
+            raise ValueError("prompt, notes.judge and notes.human must not be blank")
         if self.attribute == "hallucination" and not self.notes.confusable:
             raise ValueError("hallucination prompts need notes.confusable (the word and its true meaning)")
         if self.attribute in ("proverbs", "idioms") and not self.notes.meaning:
@@ -88,11 +93,13 @@ class Suite(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Suite:
-        seen: set[str] = set()
-        for p in self.prompts:
+        seen: dict[str, int] = {}
+        for i, p in enumerate(self.prompts):
             if p.id in seen:
-                raise ValueError(f"duplicate prompt id {p.id!r}")
-            seen.add(p.id)
+                raise ValueError(
+                    f"prompt {p.id!r}: duplicate id (prompts #{seen[p.id] + 1} and #{i + 1}; ids must be unique)"
+                )
+            seen[p.id] = i
         return self
 
     def by_id(self) -> dict[str, Prompt]:
@@ -118,13 +125,23 @@ def load_suite(path: str | Path | None = None) -> Suite:
     try:
         return Suite.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = list(first["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        if len(loc) >= 2 and loc[0] == "prompts" and isinstance(loc[1], int):
-            prompts = data.get("prompts") or []
-            item = prompts[loc[1]] if loc[1] < len(prompts) else None
-            pid = item.get("id") if isinstance(item, dict) else None
-            where = f"prompt {pid!r} ({where})" if pid else f"prompt #{loc[1] + 1} ({where})"
-        more = f" (and {len(exc.errors()) - 1} more error(s))" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{path}: {_describe(exc, data)}") from None
+
+
+def _describe(exc: ValidationError, data: dict) -> str:
+    """One line for the first schema error, naming the offending prompt by id (or by position)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = list(first["loc"])
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in loc)
+    if len(loc) >= 2 and loc[0] == "prompts" and isinstance(loc[1], int):
+        prompts = data.get("prompts") or []
+        item = prompts[loc[1]] if loc[1] < len(prompts) else None
+        pid = item.get("id") if isinstance(item, dict) else None
+        field = ".".join(str(p) for p in loc[2:])
+        who = f"prompt {pid!r} (#{loc[1] + 1})" if pid is not None else f"prompt #{loc[1] + 1}"
+        where = f"{who}, {field}" if field else who
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    text = f"{where}: {msg}" if where else msg
+    return " ".join(f"{text}{more}; fix the suite file (format: docs/prompt-suite.md)".split())
