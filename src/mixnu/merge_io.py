@@ -1,0 +1,263 @@
+"""Checkpoint folders in and out for `mixnu merge`, without loading whole models.
+
+Reading: `Checkpoint` parses a Llama-family folder (config.json + safetensors, sharded or not) by
+reading only each file's safetensors header. Tensor bytes are read later with plain `readinto`
+calls into fresh buffers (no memory map), one tensor or one slice of rows at a time, so the
+resident memory of a merge is what it holds, not the pages of 3 GB of mapped inputs.
+
+Writing: `ShardWriter` writes one safetensors file whose header is known in advance (every output
+name, dtype and shape is planned before any data is read) and then streams tensor bytes in order,
+chunk by chunk, so no output shard is ever held in memory.
+
+Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixnu.errors import CheckpointError
+
+# safetensors dtype tag -> (torch dtype name, bytes per element)
+ST_DTYPES: dict[str, tuple[str, int]] = {
+    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1), "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
+}
+TORCH_TO_ST = {name: tag for tag, (name, _) in ST_DTYPES.items()}
+LLAMA_TYPES = ("llama", "mistral")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_MAX_HEADER = 100 * 2**20
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives: file, safetensors dtype tag, shape, absolute byte range."""
+
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return ST_DTYPES[self.dtype][1]
+
+
+def read_header(path: Path) -> dict[str, TensorInfo]:
+    """Parse and check one safetensors header; `CheckpointError` if the file is not valid."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                raise ValueError("shorter than a header")
+            (n,) = struct.unpack("<Q", raw)
+            if n > min(_MAX_HEADER, size - 8):
+                raise ValueError("header length is out of range")
+            header = json.loads(fh.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        header.pop("__metadata__", None)
+        out: dict[str, TensorInfo] = {}
+        base = 8 + n
+        end_max = 0
+        for name, meta in header.items():
+            dtype, shape, (a, b) = meta["dtype"], tuple(int(d) for d in meta["shape"]), meta["data_offsets"]
+            if dtype not in ST_DTYPES:
+                raise ValueError(f"tensor {name} has unsupported dtype {dtype}")
+            info = TensorInfo(path, dtype, shape, base + a, base + b)
+            if b < a or info.end - info.start != info.numel * info.itemsize:
+                raise ValueError(f"tensor {name} has a byte range that does not match its shape")
+            end_max = max(end_max, info.end)
+            out[name] = info
+        if end_max > size:
+            raise ValueError(f"file is truncated ({size} bytes, header needs {end_max})")
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: not a valid safetensors file ({exc}); re-save or re-download this checkpoint"
+        ) from None
+    return out
+
+
+def _pickle_hint(folder: Path) -> str:
+    return (
+        f"{folder} holds only pickle weights ({', '.join(sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES))}); "
+        "mixnu never unpickles. Convert it once where you trust the file: python -c \"from transformers import "
+        f"AutoModelForCausalLM as M; M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\""
+    )
+
+
+def llama_tensor_names(num_layers: int, tied: bool) -> list[str]:
+    """Every weight of a Llama checkpoint, in the order mixnu writes them."""
+    names = ["model.embed_tokens.weight"]
+    for i in range(num_layers):
+        p = f"model.layers.{i}."
+        names += [p + "input_layernorm.weight"] + [p + f"self_attn.{x}_proj.weight" for x in "qkvo"]
+        names += [p + "post_attention_layernorm.weight"] + [p + f"mlp.{x}_proj.weight" for x in ("gate", "up", "down")]
+    names.append("model.norm.weight")
+    if not tied:
+        names.append("lm_head.weight")
+    return names
+
+
+class Checkpoint:
+    """A Llama-family checkpoint folder, read lazily.
+
+    Attributes: `path`, `config` (the raw config.json dict), `tensors` (name -> `TensorInfo`),
+    `weight_files` (the safetensors files). Construction reads config.json and the safetensors
+    headers only, and raises `CheckpointError` for anything that is missing, corrupt or not Llama.
+    """
+
+    def __init__(self, path: str | Path, label: str) -> None:
+        self.path = Path(path)
+        self.label = label
+        folder = self.path
+        if not folder.is_dir():
+            raise CheckpointError(f"{label}: {folder} is not a folder; give a checkpoint folder (config.json + *.safetensors)")
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{label}: {folder} has no config.json; give a save_pretrained checkpoint folder")
+        try:
+            self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{label}: {cfg_path} is not valid JSON ({exc}); re-save the checkpoint") from None
+        mtype = self.config.get("model_type")
+        if mtype not in LLAMA_TYPES:
+            raise CheckpointError(
+                f"{label}: {folder} is a '{mtype}' model; mixnu merge takes Llama-family checkpoints "
+                f"(model_type {' or '.join(LLAMA_TYPES)})"
+            )
+        for flag in ("attention_bias", "mlp_bias"):
+            if self.config.get(flag):
+                raise CheckpointError(f"{label}: {folder} uses {flag}=true, which Mixtral cannot hold; merge bias-free models")
+        if self.config.get("hidden_act", "silu") != "silu":
+            raise CheckpointError(f"{label}: {folder} uses hidden_act={self.config.get('hidden_act')}; Mixtral experts use silu")
+        self.weight_files = self._weight_files(folder)
+        self.tensors: dict[str, TensorInfo] = {}
+        for f in self.weight_files:
+            for name, info in read_header(f).items():
+                self.tensors[name] = info
+        self.tensors = {k: v for k, v in self.tensors.items() if not k.endswith("rotary_emb.inv_freq")}
+        expected = llama_tensor_names(self.num_layers, self.tied)
+        missing = [n for n in expected if n not in self.tensors]
+        if self.tied and "lm_head.weight" in self.tensors:
+            self.tensors.pop("lm_head.weight")
+        extra = sorted(set(self.tensors) - set(expected))
+        if missing or extra:
+            what = f"lacks {missing[0]}" if missing else f"has an unexpected tensor {extra[0]}"
+            n = len(missing) + len(extra)
+            raise CheckpointError(
+                f"{label}: {folder} {what} ({n} name(s) differ from a plain Llama with {self.num_layers} layers); "
+                "give an unmodified LlamaForCausalLM checkpoint"
+            )
+
+    def _weight_files(self, folder: Path) -> list[Path]:
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                files = sorted({folder / f for f in weight_map.values()})
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                raise CheckpointError(f"{self.label}: {index} is not a valid index ({exc}); re-save the checkpoint") from None
+            for f in files:
+                if not f.is_file():
+                    raise CheckpointError(f"{self.label}: {f.name}, listed in {index}, is missing; copy the whole checkpoint")
+            return files
+        files = sorted(folder.glob("*.safetensors"))
+        if files:
+            return files
+        if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir()):
+            raise CheckpointError(f"{self.label}: " + _pickle_hint(folder))
+        raise CheckpointError(f"{self.label}: {folder} has no *.safetensors weights; give a save_pretrained checkpoint folder")
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.get("num_hidden_layers", 0))
+
+    @property
+    def tied(self) -> bool:
+        return bool(self.config.get("tie_word_embeddings", False))
+
+    def read(self, name: str, row_start: int | None = None, row_end: int | None = None):
+        """Read tensor `name` (or rows [row_start, row_end) of it) into a fresh torch tensor."""
+        import torch
+
+        info = self.tensors[name]
+        shape = list(info.shape)
+        start, end = info.start, info.end
+        if row_start is not None:
+            row_bytes = (end - start) // max(shape[0], 1)
+            row_end = shape[0] if row_end is None else row_end
+            start, end = info.start + row_start * row_bytes, info.start + row_end * row_bytes
+            shape[0] = row_end - row_start
+        buf = bytearray(end - start)
+        with open(info.file, "rb") as fh:
+            fh.seek(start)
+            got = fh.readinto(buf)
+        if got != len(buf):
+            raise CheckpointError(f"{self.label}: {info.file} ended early while reading {name}; the file is truncated")
+        dtype = getattr(torch, ST_DTYPES[info.dtype][0])
+        if not buf:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).view(shape)
+
+
+class ShardWriter:
+    """Stream one safetensors file whose tensors (names, dtypes, shapes, order) are fixed up front.
+
+    `entries` is a list of `(name, torch dtype name, shape)`; `write(tensor)` appends the next
+    tensor's bytes (called in the order of `entries`, possibly several times per tensor for row
+    chunks). `close()` checks that every byte was written. The header is sorted by name as the
+    `safetensors` library writes it; data follows in `entries` order.
+    """
+
+    def __init__(self, path: Path, entries: list[tuple[str, str, tuple[int, ...]]],
+                 metadata: dict[str, str] | None = None) -> None:
+        header: dict[str, Any] = {"__metadata__": metadata or {"format": "pt"}}
+        offset = 0
+        self._sizes: list[int] = []
+        for name, dtype, shape in entries:
+            tag = TORCH_TO_ST[dtype]
+            n = ST_DTYPES[tag][1]
+            for d in shape:
+                n *= d
+            header[name] = {"dtype": tag, "shape": list(shape), "data_offsets": [offset, offset + n]}
+            offset += n
+            self._sizes.append(n)
+        raw = json.dumps(dict(sorted(header.items())), separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self.total = offset
+        self.path = path
+        self._fh = open(path, "wb")
+        self._fh.write(struct.pack("<Q", len(raw)) + raw)
+        self._written = 0
+
+    def write(self, tensor) -> None:
+        """Append the bytes of `tensor` (contiguous, in the planned dtype)."""
+        import torch
+
+        data = tensor.contiguous().view(-1).view(torch.uint8).numpy()
+        self._fh.write(memoryview(data))
+        self._written += data.nbytes
+
+    def close(self) -> None:
+        """Flush, fsync and check that exactly the planned bytes were written."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if self._written != self.total:
+            raise RuntimeError(f"{self.path}: wrote {self._written} bytes, planned {self.total}")
