@@ -1,15 +1,98 @@
-"""`mixnu eval judge`: not built yet (issue #7). Replace this file when it lands."""
+"""`mixnu eval judge | run | report | suite`: the LLM judge, the whole evaluation, its report, the suite."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from mixnu.cli._common import PLACEHOLDER_SETTINGS, not_available
+from mixnu.cli._common import JsonOut, Quiet, Sets, emit
+from mixnu.cli.generate import build_config
+
+RunDir = Annotated[Path, typer.Argument(help="Run folder (suite.yaml, responses.jsonl …; see docs/eval-run-format.md).")]
 
 
 def register(group: typer.Typer) -> None:
-    """Add the commands of this part to the `mixnu eval` group."""
+    """Add the judging commands to the `mixnu eval` group."""
 
-    @group.command("judge", context_settings=PLACEHOLDER_SETTINGS, help="(not available yet) Judge responses with an LLM using the card's rubric.")
-    def _placeholder(ctx: typer.Context) -> None:
-        not_available("eval judge", 7)
+    @group.command("judge")
+    def judge_cmd(
+        run_dir: RunDir,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML of JudgeConfig fields.")] = None,
+        judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1. [default: https://api.openai.com/v1]")] = None,
+        judge_model: Annotated[str | None, typer.Option(help="Model name on that server. [default: gpt-4o]")] = None,
+        template: Annotated[str | None, typer.Option(help="default (counts the models shown), card (verbatim; 5 models) or a template file.")] = None,
+        rotations: Annotated[int | None, typer.Option(help="Judge each prompt k times, order rotated; median per score. [default: 1]")] = None,
+        seed: Annotated[int | None, typer.Option(help="Seed of the per-prompt shuffle. [default: 0]")] = None,
+        concurrency: Annotated[int | None, typer.Option(help="Requests in flight. [default: 8]")] = None,
+        max_retries: Annotated[int | None, typer.Option(help="Retries on 429/5xx/timeouts/dropped connections. [default: 6]")] = None,
+        timeout_s: Annotated[float | None, typer.Option("--timeout", help="Seconds per request. [default: 120]")] = None,
+        response_format: Annotated[str | None, typer.Option(help="auto (json_schema, then json_object, then none), json_schema, json_object, none.")] = None,
+        api_key_env: Annotated[str | None, typer.Option(help="Environment variable holding the API key (local servers need none). [default: OPENAI_API_KEY]")] = None,
+        price_prompt: Annotated[float | None, typer.Option(help="USD per 1,000 prompt tokens, for the cost. [default: 0]")] = None,
+        price_completion: Annotated[float | None, typer.Option(help="USD per 1,000 completion tokens. [default: 0]")] = None,
+        suite: Annotated[Path | None, typer.Option(help="Suite the responses came from (default: RUN_DIR/suite.yaml).")] = None,
+        sets: Sets = None,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Score every response with an LLM judge (card rubric) into RUN_DIR/judgments.jsonl; reruns resume."""
+        from mixnu.eval.judge import JudgeConfig, judge
+
+        cli = {"run_dir": run_dir, "judge_url": judge_url, "judge_model": judge_model, "template": template,
+               "rotations": rotations, "seed": seed, "concurrency": concurrency, "max_retries": max_retries,
+               "timeout_s": timeout_s, "response_format": response_format, "api_key_env": api_key_env,
+               "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion, "suite": suite}
+        cfg = build_config(JudgeConfig, config, cli, sets, "command-line options")
+        res = judge(cfg, quiet=quiet)
+        emit(res, json_out, quiet, f"{res.judged} judged ({res.ok} ok, {res.errors} failed, {res.null_scores} null "
+             f"scores), {res.reused} reused; {res.requests} requests, {res.retries} retries; "
+             f"{res.prompt_tokens + res.completion_tokens:,} tokens, ${res.cost_usd:.4f}; {res.judgments_per_s} judgments/s")
+
+    @group.command("report")
+    def report_cmd(
+        run_dir: RunDir,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN_DIR/report).")] = None,
+        judge_model: Annotated[str | None, typer.Option(help="Report this judge's scores (default: the last one).")] = None,
+        template: Annotated[str | None, typer.Option(help="Report this template's scores (default: the last one).")] = None,
+        bootstrap: Annotated[int | None, typer.Option(help="Bootstrap resamples for the CIs. [default: 2000]")] = None,
+        seed: Annotated[int | None, typer.Option(help="Bootstrap seed. [default: 0]")] = None,
+        sets: Sets = None,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Markdown, CSV and PNG report: mean ± 95% CI per model × category/attribute, nulls, position bias, checks."""
+        from mixnu.eval.report import ReportConfig, report
+
+        cli = {"run_dir": run_dir, "out": out, "judge_model": judge_model, "template": template,
+               "bootstrap": bootstrap, "seed": seed}
+        res = report(build_config(ReportConfig, None, cli, sets, "command-line options"))
+        emit(res, json_out, quiet, f"report of {res.judgments} judgments ({len(res.models)} models) in {res.report_md}")
+
+    @group.command("run")
+    def run_cmd(
+        config: Annotated[Path, typer.Argument(help="YAML with sections generate: (GenerateConfig), judge: (JudgeConfig), report: (optional).")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (overrides the YAML's out).")] = None,
+        sets: Sets = None,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """The whole evaluation: generate, judge, report (each step resumes what a previous run left)."""
+        from mixnu.eval.report import EvalRunConfig, run_eval
+
+        res = run_eval(build_config(EvalRunConfig, config, {"out": out}, sets, str(config)), quiet=quiet)
+        emit(res, json_out, quiet, f"evaluation done: {res.report.report_md}")
+
+    @group.command("suite")
+    def suite_cmd(
+        path: Annotated[Path | None, typer.Argument(help="Suite YAML (default: the shipped Korean suite).")] = None,
+        show: Annotated[str | None, typer.Option(help="Print this prompt (by id).")] = None,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Validate a prompt suite and show its prompts per category and attribute."""
+        from mixnu.eval.report import describe_suite
+
+        info = describe_suite(path, show)
+        emit(info, json_out, quiet, info["text"])

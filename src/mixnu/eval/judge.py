@@ -1,0 +1,323 @@
+"""The LLM judge: `judge(JudgeConfig) -> JudgeResult` scores every response of a run folder.
+
+Reads `RUN_DIR/suite.yaml` (or `suite`) and `RUN_DIR/responses.jsonl`; appends to
+`RUN_DIR/judgments.jsonl` and writes `RUN_DIR/judge_summary.json` (docs/eval-run-format.md).
+
+For every (prompt, sample) the models' responses are shown to the judge as letters A, B, … in an order
+shuffled with `seed`; `rotations` k judges each group k times, the order rotated by one each time.
+Each judgment is keyed by sha256(judge model, template, prompt, notes, responses, order, rotation) and
+appended with fsync as soon as it arrives: a rerun (after a crash or kill -9) skips every key already
+stored, so nothing is asked twice and nothing is lost; a changed prompt, response or template gets a
+new key, so only its own judgments are redone. Records whose call failed (`status: "error"`) are retried
+by a rerun.
+
+Calls go to any OpenAI-compatible endpoint with the official client (`mixnu.eval.client`): bounded
+concurrency, retries with backoff, jitter and `Retry-After`. The judge is asked for JSON
+(`response_format` json_schema, else json_object, else none, each dropped when the server rejects it)
+and its reply is parsed tolerantly (`mixnu.eval.templates.parse_scores`): a score is an integer 1–5 or
+null, never 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mixnu.config import StageConfig
+from mixnu.console import progress
+from mixnu.errors import ConfigError, DataError, JudgeError
+from mixnu.eval.client import (
+    CallFailure,
+    CallStats,
+    RetriesExhausted,
+    RetryPolicy,
+    call_with_retries,
+    dump_usage,
+    make_client,
+)
+from mixnu.eval.suite import Suite, load_suite
+from mixnu.eval.templates import (
+    CRITERIA,
+    Template,
+    letters_for,
+    load_template,
+    parse_scores,
+    render,
+    score_schema,
+)
+from mixnu.io import append_jsonl, read_jsonl, write_json
+
+RF_MODES = ("json_schema", "json_object", "none")
+
+
+class JudgeConfig(StageConfig):
+    """Settings of `mixnu eval judge` (YAML keys = these fields)."""
+
+    run_dir: Path
+    judge_url: str = "https://api.openai.com/v1"
+    judge_model: str = "gpt-4o"
+    suite: Path | None = None            # default: RUN_DIR/suite.yaml
+    template: str = "default"            # default | card | path of a template file
+    rotations: int = Field(1, ge=1)
+    seed: int = 0
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, ge=16)
+    response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    parse_retries: int = Field(1, ge=0)  # ask again when nothing in a reply parses
+    api_key_env: str = "OPENAI_API_KEY"
+    price_prompt_per_1k: float = Field(0.0, ge=0)      # USD per 1,000 prompt tokens
+    price_completion_per_1k: float = Field(0.0, ge=0)  # USD per 1,000 completion tokens
+    retry_errors: bool = True
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """Counts, tokens and cost of one `judge` call (`items` = judgments the run needs in total)."""
+
+    run_dir: Path
+    judgments_path: Path
+    items: int
+    reused: int
+    judged: int
+    ok: int
+    errors: int
+    null_scores: int
+    requests: int
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    wall_s: float
+    judgments_per_s: float
+    response_format: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One judgment to make: a (prompt, sample, rotation) with the models in shown order."""
+
+    key: str
+    prompt_id: str
+    sample: int
+    rotation: int
+    order: tuple[str, ...]
+    messages: list[dict[str, str]] = field(compare=False)
+
+
+def judgment_key(judge_model: str, template_sha: str, prompt: str, notes: str,
+                 responses: list[str], order: list[str], sample: int, rotation: int) -> str:
+    """sha256 over everything that changes what the judge sees (and which rotation/sample it is)."""
+    blob = json.dumps([judge_model, template_sha, prompt, notes, responses, order, sample, rotation],
+                      ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def shown_order(models: list[str], seed: int, prompt_id: str, sample: int, rotation: int) -> list[str]:
+    """The models in the order shown to the judge: a seeded shuffle per (prompt, sample), then rotated."""
+    base = sorted(models)
+    random.Random(f"{seed}/{prompt_id}/{sample}").shuffle(base)
+    r = rotation % len(base)
+    return base[r:] + base[:r]
+
+
+def load_run(run_dir: Path, suite_path: Path | None) -> tuple[Suite, list[dict[str, Any]]]:
+    """The suite and response records of a run folder; `DataError` if they do not belong together."""
+    run_dir = Path(run_dir)
+    responses_path = run_dir / "responses.jsonl"
+    if not responses_path.is_file():
+        raise DataError(f"{responses_path}: not found; run 'mixnu generate --out {run_dir}' first")
+    suite_file = Path(suite_path) if suite_path is not None else run_dir / "suite.yaml"
+    suite = load_suite(suite_file)
+    records = read_jsonl(responses_path)
+    if not records:
+        raise DataError(f"{responses_path}: no responses in it; run 'mixnu generate' first")
+    fp, ids = suite.fingerprint(), suite.by_id()
+    for r in records:
+        if r.get("suite") != fp or r.get("prompt_id") not in ids:
+            raise DataError(
+                f"{responses_path} was generated from a different suite than {suite_file} "
+                f"(record {r.get('id')!r}); judge it with the suite it came from or regenerate the responses"
+            )
+    return suite, records
+
+
+def build_items(suite: Suite, records: list[dict[str, Any]], template: Template, cfg: JudgeConfig) -> list[Item]:
+    """Every judgment the run needs, in suite order."""
+    groups: dict[tuple[str, int], dict[str, str]] = {}
+    for r in records:
+        groups.setdefault((r["prompt_id"], int(r["sample"])), {})[r["model"]] = r["response"]
+    items: list[Item] = []
+    for p in suite.prompts:
+        for (pid, sample), by_model in sorted(((k, v) for k, v in groups.items() if k[0] == p.id), key=lambda kv: kv[0][1]):
+            letters_for(len(by_model))
+            for rot in range(cfg.rotations):
+                order = shown_order(list(by_model), cfg.seed, pid, sample, rot)
+                shown = [by_model[m] for m in order]
+                key = judgment_key(cfg.judge_model, template.sha, p.prompt, p.notes.judge, shown, order, sample, rot)
+                items.append(Item(key, pid, sample, rot, tuple(order), render(template, p.prompt, p.notes.judge, shown)))
+    return items
+
+
+def latest_by_key(path: Path) -> dict[str, dict[str, Any]]:
+    """The last record stored for each key (repairing a torn last line first)."""
+    from mixnu.generate import repair_torn_tail
+
+    if not path.exists():
+        return {}
+    repair_torn_tail(path)
+    return {r["key"]: r for r in read_jsonl(path) if "key" in r}
+
+
+class _Judge:
+    """One run's state: client, retry policy, counters and the response_format that works (no globals)."""
+
+    def __init__(self, cfg: JudgeConfig, template: Template, out: Path) -> None:
+        self.cfg, self.template, self.out = cfg, template, out
+        self.stats = CallStats()
+        self.policy = RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s,
+                                  random.Random(cfg.seed))
+        self.rf_mode = "json_schema" if cfg.response_format == "auto" else cfg.response_format
+        self.auto_rf = cfg.response_format == "auto"
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.ok = self.errors = self.nulls = 0
+        self.where = f"judge {cfg.judge_model!r} at {cfg.judge_url}"
+        self.client: Any = None
+
+    async def _ask(self, messages: list[dict[str, str]], letters: list[str]) -> Any:
+        while True:
+            mode = self.rf_mode
+            kwargs: dict[str, Any] = {}
+            if mode == "json_schema":
+                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "scores", "strict": True, "schema": score_schema(letters)}}
+            elif mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+
+            def fn(kwargs: dict[str, Any] = kwargs) -> Any:
+                return self.client.chat.completions.create(
+                    model=self.cfg.judge_model, messages=messages, temperature=self.cfg.temperature,
+                    max_tokens=self.cfg.max_tokens, **kwargs)
+
+            res = await call_with_retries(fn, self.policy, self.stats, self.where)
+            if not isinstance(res, CallFailure):
+                return res
+            if mode == "none" or not self.auto_rf:
+                raise JudgeError(f"{self.where} rejected the request: HTTP {res.status}: {res.message[:200]}")
+            if self.rf_mode == mode:  # the server does not support this response_format: use the next one
+                self.rf_mode = RF_MODES[RF_MODES.index(mode) + 1]
+
+    async def judge_one(self, item: Item) -> dict[str, Any]:
+        letters = letters_for(len(item.order))
+        t0 = time.perf_counter()
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        raw: str | None = None
+        error: str | None = None
+        scores_by_letter, found, calls = {x: dict.fromkeys(CRITERIA) for x in letters}, False, 0
+        try:
+            for _ in range(self.cfg.parse_retries + 1):
+                res = await self._ask(item.messages, letters)
+                calls += 1
+                for k, v in dump_usage(getattr(res, "usage", None)).items():
+                    usage[k] += v
+                raw = res.choices[0].message.content if res.choices else None
+                scores_by_letter, found = parse_scores(raw, letters)
+                if found:
+                    break
+            if not found:
+                error = "no scores could be parsed from the reply"
+        except RetriesExhausted as exc:
+            if self.stats.successes == 0:  # never reached the judge at all: a setup problem, stop
+                raise
+            error = str(exc)
+        scores = {m: scores_by_letter[x] for x, m in zip(letters, item.order, strict=True)}
+        status = "ok" if found else "error"
+        nulls = sum(v is None for s in scores.values() for v in s.values())
+        self.ok += status == "ok"
+        self.errors += status == "error"
+        self.nulls += nulls
+        for k, v in usage.items():
+            self.usage[k] += v
+        cost = (usage["prompt_tokens"] * self.cfg.price_prompt_per_1k
+                + usage["completion_tokens"] * self.cfg.price_completion_per_1k) / 1000
+        return {
+            "key": item.key, "prompt_id": item.prompt_id, "sample": item.sample, "rotation": item.rotation,
+            "judge_model": self.cfg.judge_model, "template": self.template.name, "template_sha": self.template.sha,
+            "order": list(item.order), "status": status, "scores": scores, "null_scores": nulls,
+            "raw": raw, "error": error, "usage": usage, "cost_usd": round(cost, 8), "calls": calls,
+            "response_format": self.rf_mode, "seed": self.cfg.seed,
+            "latency_s": round(time.perf_counter() - t0, 4), "created": time.time(),
+        }
+
+    async def run(self, items: list[Item], quiet: bool) -> None:
+        self.client = make_client(self.cfg.judge_url, self.cfg.api_key_env, self.cfg.timeout_s, self.cfg.concurrency)
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        try:
+            with progress(quiet, "judgments") as bar:
+                task = bar.add_task("judge", total=len(items))
+
+                async def worker(item: Item) -> None:
+                    async with sem:
+                        record = await self.judge_one(item)
+                    append_jsonl(self.out, record)  # one writer (this event loop); fsynced
+                    bar.advance(task)
+
+                tasks = [asyncio.create_task(worker(it)) for it in items]
+                try:
+                    await asyncio.gather(*tasks)
+                except BaseException:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+        finally:
+            await self.client.close()
+
+
+def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
+    """Judge every response of `cfg.run_dir` not judged yet; see the module docstring."""
+    t0 = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    template = load_template(cfg.template)
+    suite, records = load_run(run_dir, cfg.suite)
+    items = build_items(suite, records, template, cfg)
+    out = run_dir / "judgments.jsonl"
+    stored = latest_by_key(out)
+    todo = [it for it in items if it.key not in stored
+            or (cfg.retry_errors and stored[it.key].get("status") != "ok")]
+    state = _Judge(cfg, template, out)
+    if todo:
+        asyncio.run(state.run(todo, quiet))
+    wall = time.perf_counter() - t0
+    cost = (state.usage["prompt_tokens"] * cfg.price_prompt_per_1k
+            + state.usage["completion_tokens"] * cfg.price_completion_per_1k) / 1000
+    result = JudgeResult(
+        run_dir=run_dir, judgments_path=out, items=len(items), reused=len(items) - len(todo), judged=len(todo),
+        ok=state.ok, errors=state.errors, null_scores=state.nulls, requests=state.stats.requests,
+        retries=state.stats.retries, prompt_tokens=state.usage["prompt_tokens"],
+        completion_tokens=state.usage["completion_tokens"], cost_usd=round(cost, 6), wall_s=round(wall, 3),
+        judgments_per_s=round(len(todo) / wall, 2) if todo and wall > 0 else 0.0, response_format=state.rf_mode,
+    )
+    summary = {"config": cfg.model_dump(mode="json"), "template_sha": template.sha, "result": result}
+    write_json(run_dir / "judge_summary.json", summary)
+    return result
+
+
+def check_template_for_run(template_name: str, n_models: int) -> None:
+    """`ConfigError` early if a fixed-slot template (the card's) cannot show `n_models` models."""
+    fixed = load_template(template_name).fixed_letters
+    if fixed and len(fixed) != n_models:
+        raise ConfigError(f"template {template_name} shows exactly {len(fixed)} models but the run has "
+                          f"{n_models}; use --template default")

@@ -1,0 +1,342 @@
+"""The evaluation report: `report(ReportConfig) -> ReportResult` (`mixnu eval report RUN_DIR`).
+
+Reads `suite.yaml`, `responses.jsonl` and `judgments.jsonl` of a run folder and writes `RUN_DIR/report/`
+(atomically, replacing an older report):
+
+- `report.md`: every table below, in Markdown;
+- `by_model.csv`, `by_category.csv`, `by_attribute.csv`: mean ± 95% bootstrap CI of fluency,
+  relevance and accuracy per model (× category, × attribute), with n and the null count;
+- `scores.csv`: the final score of every (prompt, sample, model): the median over rotations of
+  the non-null scores (null when every rotation gave null);
+- `position_bias.csv`: mean score by the letter position the judge saw (A, B, …);
+- `checks.csv`: the automatic checks of every response (`mixnu.eval.checks`), and flag rates per model;
+- `by_category.png`, `by_attribute.png`: grouped bar charts with CI error bars, like the card's figure.
+
+Judgments are used only when their key still matches the current prompt, notes and responses
+(stale ones, from before a prompt or response changed, are counted and ignored). If several judges
+or templates judged the run, the last one written is reported unless `judge_model`/`template` is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from mixnu.config import StageConfig
+from mixnu.errors import DataError
+from mixnu.eval.checks import FLAGS, check_response
+from mixnu.eval.judge import judgment_key, latest_by_key, load_run
+from mixnu.eval.suite import ATTRIBUTES
+from mixnu.eval.templates import CRITERIA
+from mixnu.io import atomic_dir
+
+
+class ReportConfig(StageConfig):
+    """Settings of `mixnu eval report`."""
+
+    run_dir: Path
+    out: Path | None = None        # default: RUN_DIR/report
+    judge_model: str | None = None
+    template: str | None = None    # template name as stored in the judgments ("default", "card", a path)
+    bootstrap: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and what it summarises."""
+
+    out: Path
+    report_md: Path
+    files: list[str]
+    models: list[str]
+    judge_model: str | None
+    template: str | None
+    judgments: int
+    stale_judgments: int
+    error_judgments: int
+    null_final_scores: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def bootstrap_ci(values: list[float], n_boot: int, confidence: float, seed: int) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap of the mean with a seeded numpy generator."""
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) == 1 or np.all(x == x[0]):
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)  # (n_boot,)
+    alpha = (1 - confidence) / 2
+    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]],
+                       cfg: ReportConfig) -> tuple[list[dict[str, Any]], int]:
+    """Latest judgment per (prompt, sample, rotation) of the chosen judge, and how many were stale."""
+    path = run_dir / "judgments.jsonl"
+    if not path.exists():
+        raise DataError(f"{path}: not found; run 'mixnu eval judge {run_dir} …' first")
+    by_id = suite.by_id()
+    resp = {(r["prompt_id"], int(r["sample"]), r["model"]): r["response"] for r in responses}
+    current, stale = [], 0
+    for rec in latest_by_key(path).values():
+        p = by_id.get(rec.get("prompt_id"))
+        shown = [resp.get((rec.get("prompt_id"), int(rec.get("sample", 0)), m)) for m in rec.get("order", [])]
+        ok = p is not None and None not in shown
+        if ok and "template_sha" in rec:
+            ok = rec["key"] == judgment_key(rec["judge_model"], rec["template_sha"], p.prompt, p.notes.judge,
+                                            shown, rec["order"], int(rec["sample"]), int(rec["rotation"]))
+        if ok:
+            current.append(rec)
+        else:
+            stale += 1
+    if not current:
+        raise DataError(f"{path}: no judgment matches the current responses; run 'mixnu eval judge' again")
+    judge = cfg.judge_model or current[-1]["judge_model"]
+    template = cfg.template or next(r["template"] for r in reversed(current) if r["judge_model"] == judge)
+    chosen: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for rec in current:
+        if rec["judge_model"] == judge and rec["template"] == template:
+            chosen[(rec["prompt_id"], int(rec["sample"]), int(rec["rotation"]))] = rec
+    if not chosen:
+        raise DataError(f"{path}: no judgments by judge {judge!r} with template {template!r}")
+    return list(chosen.values()), stale
+
+
+def final_scores(judgments: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, float | None]]:
+    """(prompt_id, sample, model) -> criterion -> median over rotations of the non-null scores."""
+    acc: dict[tuple[str, int, str], dict[str, list[int]]] = defaultdict(lambda: {c: [] for c in CRITERIA})
+    for rec in judgments:
+        for model, scores in rec["scores"].items():
+            slot = acc[(rec["prompt_id"], int(rec["sample"]), model)]
+            for c in CRITERIA:
+                if scores.get(c) is not None:
+                    slot[c].append(scores[c])
+    return {k: {c: (float(statistics.median(v[c])) if v[c] else None) for c in CRITERIA} for k, v in acc.items()}
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        if not rows:
+            return
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _aggregate(rows: list[dict[str, Any]], group: str | None, cfg: ReportConfig) -> list[dict[str, Any]]:
+    buckets: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        buckets[(r["model"], r[group] if group else "all")].append(r)
+    out = []
+    for (model, g), rs in sorted(buckets.items()):
+        row: dict[str, Any] = {"model": model, group or "scope": g}
+        for c in CRITERIA:
+            vals = [r[c] for r in rs if r[c] is not None]
+            mean, lo, hi = bootstrap_ci(vals, cfg.bootstrap, cfg.confidence, cfg.seed)
+            row.update({f"{c}_mean": round(mean, 4), f"{c}_ci_low": round(lo, 4), f"{c}_ci_high": round(hi, 4),
+                        f"{c}_n": len(vals), f"{c}_null": len(rs) - len(vals)})
+        out.append(row)
+    return out
+
+
+def _md_scores(rows: list[dict[str, Any]], key: str) -> str:
+    head = f"| model | {key} | " + " | ".join(f"{c} (95% CI)" for c in CRITERIA) + " | n |"
+    lines = [head, "|" + "---|" * (3 + len(CRITERIA))]
+    for r in rows:
+        cells = [f"{r[f'{c}_mean']:.2f} [{r[f'{c}_ci_low']:.2f}, {r[f'{c}_ci_high']:.2f}]"
+                 if r[f"{c}_n"] else "–" for c in CRITERIA]
+        lines.append(f"| {r['model']} | {r[key]} | " + " | ".join(cells) + f" | {r['fluency_n']} |")
+    return "\n".join(lines)
+
+
+def _md_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], key: str, order: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    groups = [g for g in order if any(r[key] == g for r in rows)]
+    fig, axes = plt.subplots(len(CRITERIA), 1, figsize=(max(6, 1.1 * len(groups) * max(1, len(models)) / 2), 9),
+                             sharex=True)
+    width = 0.8 / max(1, len(models))
+    for ax, c in zip(axes, CRITERIA, strict=True):
+        for i, m in enumerate(models):
+            by_g = {r[key]: r for r in rows if r["model"] == m}
+            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(groups))]
+            means = [by_g[g][f"{c}_mean"] if g in by_g else np.nan for g in groups]
+            err = [[max(0.0, by_g[g][f"{c}_mean"] - by_g[g][f"{c}_ci_low"]) if g in by_g else 0 for g in groups],
+                   [max(0.0, by_g[g][f"{c}_ci_high"] - by_g[g][f"{c}_mean"]) if g in by_g else 0 for g in groups]]
+            err = np.nan_to_num(np.asarray(err, dtype=float))
+            ax.bar(xs, means, width, yerr=err, capsize=2, label=m)
+        ax.set_ylim(0, 5.5)
+        ax.set_ylabel(c)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title(title)
+    axes[0].legend(ncol=min(len(models), 6), fontsize=8, loc="upper right")
+    axes[-1].set_xticks(range(len(groups)), [g.replace("_", " ") for g in groups], rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(cfg: ReportConfig) -> ReportResult:
+    """Build the report of a judged run folder; see the module docstring for what is written."""
+    run_dir = Path(cfg.run_dir)
+    suite, responses = load_run(run_dir, None)
+    judgments, stale = _current_judgments(run_dir, suite, responses, cfg)
+    finals = final_scores(judgments)
+    by_id = suite.by_id()
+    rows, check_rows = [], []
+    for r in sorted(responses, key=lambda r: (r["prompt_id"], r["model"], r["sample"])):
+        p = by_id[r["prompt_id"]]
+        f = finals.get((r["prompt_id"], int(r["sample"]), r["model"]))
+        if f is None:
+            continue
+        rows.append({"prompt_id": p.id, "category": p.category, "attribute": p.attribute, "sample": r["sample"],
+                     "model": r["model"], **f})
+        chk = check_response(p.prompt, r["response"], p.attribute).to_dict()
+        check_rows.append({"prompt_id": p.id, "attribute": p.attribute, "sample": r["sample"], "model": r["model"],
+                           **{k: v for k, v in chk.items() if k != "flags"}, "flags": " ".join(chk["flags"])})
+    models = sorted({r["model"] for r in rows})
+    by_model = _aggregate(rows, None, cfg)
+    by_cat = _aggregate(rows, "category", cfg)
+    by_attr = _aggregate(rows, "attribute", cfg)
+    pos: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [] for c in CRITERIA})
+    for rec in judgments:
+        if rec["status"] != "ok":
+            continue
+        for i, m in enumerate(rec["order"]):
+            for c in CRITERIA:
+                v = rec["scores"].get(m, {}).get(c)
+                if v is not None:
+                    pos[chr(ord("A") + i)][c].append(v)
+    pos_rows = [{"position": x, **{f"{c}_mean": round(float(np.mean(v[c])), 4) if v[c] else None for c in CRITERIA},
+                 "n": len(v["fluency"])} for x, v in sorted(pos.items())]
+    flag_rows = []
+    for m in models:
+        mine = [r for r in check_rows if r["model"] == m]
+        flag_rows.append({"model": m, "responses": len(mine),
+                          **{f"{fl}_%": round(100 * sum(fl in r["flags"].split() for r in mine) / max(1, len(mine)), 1)
+                             for fl in FLAGS},
+                          "mean_chars": round(float(np.mean([r["chars"] for r in mine])), 1) if mine else 0.0})
+    null_rows = [{"model": m, **{f"{c}_null": sum(r[c] is None for r in rows if r["model"] == m) for c in CRITERIA}}
+                 for m in models]
+    errors = sum(r["status"] != "ok" for r in judgments)
+    raw_nulls = sum(int(r.get("null_scores", 0)) for r in judgments)
+    usage = {k: sum(int((r.get("usage") or {}).get(k, 0)) for r in judgments) for k in ("prompt_tokens", "completion_tokens")}
+    cost = round(sum(float(r.get("cost_usd") or 0) for r in judgments), 6)
+    jm, tpl = judgments[-1]["judge_model"], judgments[-1]["template"]
+    rotations = max(int(r["rotation"]) for r in judgments) + 1
+    out = Path(cfg.out) if cfg.out is not None else run_dir / "report"
+    cat_order = list(ATTRIBUTES)
+    attr_order = [a for attrs in ATTRIBUTES.values() for a in attrs]
+    md = "\n\n".join([
+        f"# Evaluation report: {suite.name} (v{suite.version})",
+        f"Judge `{jm}`, template `{tpl}`, {rotations} rotation(s); {len(judgments)} judgments "
+        f"({errors} failed, {raw_nulls} null scores inside them; {stale} stale ignored); "
+        f"{usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, ${cost:.4f}. "
+        f"Scores 1–5: median over rotations, then mean over prompts ± {cfg.confidence:.0%} bootstrap CI.",
+        "## By model\n\n" + _md_scores(by_model, "scope"),
+        "## By model × category\n\n" + _md_scores(sorted(by_cat, key=lambda r: (cat_order.index(r["category"]), r["model"])), "category"),
+        "![by category](by_category.png)",
+        "## By model × attribute\n\n" + _md_scores(sorted(by_attr, key=lambda r: (attr_order.index(r["attribute"]), r["model"])), "attribute"),
+        "![by attribute](by_attribute.png)",
+        "## Null final scores (every rotation unparsable or out of range)\n\n" + _md_table(null_rows),
+        "## Position bias: mean score by the letter the judge saw\n\n" + _md_table(pos_rows),
+        "## Automatic checks (no judge): % of responses flagged\n\n" + _md_table(flag_rows),
+    ]) + "\n"
+    files = ["report.md", "by_model.csv", "by_category.csv", "by_attribute.csv", "scores.csv", "position_bias.csv",
+             "checks.csv", "check_flags.csv", "nulls.csv", "by_category.png", "by_attribute.png"]
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "report.md").write_text(md, encoding="utf-8")
+        for name, data in (("by_model", by_model), ("by_category", by_cat), ("by_attribute", by_attr),
+                           ("scores", rows), ("position_bias", pos_rows), ("checks", check_rows),
+                           ("check_flags", flag_rows), ("nulls", null_rows)):
+            _write_csv(tmp / f"{name}.csv", data)
+        _plot(by_cat, "category", cat_order, tmp / "by_category.png", "Scores by category (mean, 95% CI)")
+        _plot(by_attr, "attribute", attr_order, tmp / "by_attribute.png", "Scores by attribute (mean, 95% CI)")
+    return ReportResult(out=out, report_md=out / "report.md", files=files, models=models, judge_model=jm,
+                        template=tpl, judgments=len(judgments), stale_judgments=stale, error_judgments=errors,
+                        null_final_scores=sum(sum(v for k, v in r.items() if k != "model") for r in null_rows),
+                        prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"], cost_usd=cost)
+
+
+# ---- `mixnu eval run` and `mixnu eval suite` ---------------------------------------------------------
+
+class EvalRunConfig(StageConfig):
+    """`mixnu eval run`: one YAML with `generate:` and `judge:` sections (and an optional `report:`)."""
+
+    out: Path
+    generate: dict[str, Any]
+    judge: dict[str, Any] = Field(default_factory=dict)
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalRunResult:
+    generate: Any
+    judge: Any
+    report: ReportResult
+
+
+def run_eval(cfg: EvalRunConfig, quiet: bool = True) -> EvalRunResult:
+    """Generate, judge and report into `cfg.out`; every step resumes what an earlier run left there."""
+    from mixnu.config import validate_config
+    from mixnu.eval.judge import JudgeConfig, check_template_for_run, judge
+    from mixnu.generate import GenerateConfig, generate
+
+    gcfg = validate_config(GenerateConfig, {**cfg.generate, "out": str(cfg.out)}, "eval run config: generate")
+    jcfg = validate_config(JudgeConfig, {"suite": cfg.generate.get("suite"), **cfg.judge, "run_dir": str(cfg.out)},
+                           "eval run config: judge")
+    rcfg = validate_config(ReportConfig, {**cfg.report, "run_dir": str(cfg.out)}, "eval run config: report")
+    check_template_for_run(jcfg.template, len(gcfg.models))  # fail before hours of generation, not after
+    g = generate(gcfg, quiet=quiet)
+    j = judge(jcfg.model_copy(update={"suite": None}), quiet=quiet)
+    return EvalRunResult(generate=g, judge=j, report=report(rcfg))
+
+
+def describe_suite(path: str | Path | None, show: str | None = None) -> dict[str, Any]:
+    """Validate a suite; its counts per category and attribute (and one prompt if `show`), with a text summary."""
+    from mixnu.errors import ConfigError
+    from mixnu.eval.suite import default_suite_path, load_suite
+
+    suite = load_suite(path)
+    counts = {cat: {a: sum(p.attribute == a for p in suite.prompts) for a in attrs} for cat, attrs in ATTRIBUTES.items()}
+    lines = [f"{path or default_suite_path()}: valid. Suite {suite.name!r} v{suite.version}: {len(suite.prompts)} prompts, "
+             f"fingerprint {suite.fingerprint()[:12]}", "", "| category | attribute | prompts |", "|---|---|---|"]
+    lines += [f"| {cat} | {a} | {n} |" for cat, attrs in counts.items() for a, n in attrs.items()]
+    info: dict[str, Any] = {"name": suite.name, "version": suite.version, "prompts": len(suite.prompts),
+                            "fingerprint": suite.fingerprint(), "counts": counts}
+    if show is not None:
+        p = suite.by_id().get(show)
+        if p is None:
+            raise ConfigError(f"no prompt {show!r} in suite {suite.name!r}; 'mixnu eval suite' lists the attributes")
+        info["prompt"] = p.model_dump(exclude_none=True)
+        lines += ["", f"{p.id} [{p.category}/{p.attribute}]", p.prompt,
+                  *[f"  {k}: {v}" for k, v in p.notes.model_dump(exclude_none=True).items()]]
+    info["text"] = "\n".join(lines)
+    return info
