@@ -1,15 +1,96 @@
-"""`mixnu train`: not built yet (issue #4). Replace this file when the stage lands."""
+"""`mixnu train` (continued pretraining through Accelerate) and `mixnu plan` (resource plan of a recipe).
+
+Only parses options and calls `mixnu.train.train` / `mixnu.plan.make_plan`. Multi-process runs use the
+same command under a launcher: `accelerate launch [--config_file recipes/accelerate/…] -m mixnu train …`
+or `torchrun --nproc_per_node N -m mixnu train … --cpu`.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from mixnu.cli._common import PLACEHOLDER_SETTINGS, not_available
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+
+
+def build_config(cls, config: Path | None, sets: list[str] | None, given: dict[str, Any]):
+    """`cls` from YAML `config`, then the options the user gave (None = not given), then `--set`."""
+    from mixnu.config import parse_overrides, read_yaml, validate_config
+
+    data = read_yaml(config) if config is not None else {}
+    for key, value in given.items():
+        if value is not None and value != []:
+            data[key] = [str(v) for v in value] if isinstance(value, list) else str(value) if isinstance(value, Path) else value
+    for key, value in parse_overrides(sets).items():
+        data[key] = value
+    return validate_config(cls, data, str(config) if config is not None else "command-line options")
 
 
 def register(app: typer.Typer) -> None:
-    """Add `mixnu train` to the root app."""
+    """Add `mixnu train` and `mixnu plan` to the root app."""
 
-    @app.command("train", context_settings=PLACEHOLDER_SETTINGS, help="(not available yet) Continue-pretrain a model (one expert) through Accelerate.")
-    def _placeholder(ctx: typer.Context) -> None:
-        not_available("train", 4)
+    @app.command("train")
+    def train(
+        model: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder to start from.")] = None,
+        data: Annotated[list[Path] | None, typer.Option("--data", help="Training corpus file (repeatable; pooled, shuffled).")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
+        eval_data: Annotated[list[Path] | None, typer.Option("--eval-data", help="Held-out file (repeatable); default: tail of each --data file.")] = None,
+        steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps.")] = None,
+        lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (warmup, then cosine).")] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Blocks per device per micro-step.")] = None,
+        grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")] = None,
+        seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per block.")] = None,
+        trainable: Annotated[str | None, typer.Option("--trainable", help="all | embeddings | new_rows | lora | mlp | router | router_and_all.")] = None,
+        save_every: Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps into <out>.ckpt/.")] = None,
+        eval_every: Annotated[int | None, typer.Option("--eval-every", help="Evaluate every N steps (0: at the end).")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in <out>.ckpt/.")] = False,
+        grad_ckpt: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")] = False,
+        cpu: Annotated[bool, typer.Option("--cpu", help="Train on CPU even if a GPU is present.")] = False,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML file of TrainConfig fields (a recipe).")] = None,
+        sets: Sets = None,
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Continue-pretrain a model (one expert, or a MoE's routers) through Hugging Face Accelerate."""
+        from mixnu.cli._common import emit
+        from mixnu.train import TrainConfig
+        from mixnu.train import train as run
+
+        cfg = build_config(TrainConfig, config, sets, {
+            "model": model, "data": data, "out": out, "eval_data": eval_data, "steps": steps, "lr": lr,
+            "batch_size": batch_size, "grad_accum": grad_accum, "seq_len": seq_len, "trainable": trainable,
+            "save_every": save_every, "eval_every": eval_every, "resume": resume or None,
+            "gradient_checkpointing": grad_ckpt or None, "cpu": cpu or None, "force": force or None,
+            "quiet": quiet or None})
+        r = run(cfg)
+        if r.num_processes > 1 and not _is_main():
+            return
+        ev = r.eval["all"]
+        emit(r, json_out, quiet, f"trained {r.steps} steps ({r.tokens:,} tokens, {r.tokens_per_s:,.0f} tok/s, "
+                                 f"{r.num_processes} process(es)); eval loss {ev['loss']:.4f}, {ev['bpc']:.4f} bits/char "
+                                 f"-> {r.out}/")
+
+    @app.command("plan")
+    def plan(
+        recipe: Annotated[Path, typer.Argument(help="Plan YAML of a recipe, e.g. recipes/mixnu-19b/plan.yaml.")],
+        sets: Sets = None,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Print a recipe's resource plan: parameters, memory per GPU (ZeRO-3, FSDP), tokens, GPU-hours."""
+        from mixnu.cli._common import emit
+        from mixnu.plan import load_plan, make_plan, plan_markdown
+
+        result = make_plan(load_plan(recipe, sets))
+        if not quiet:
+            typer.echo(plan_markdown(result))
+        emit(result, json_out, True)
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

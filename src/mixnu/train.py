@@ -1,0 +1,521 @@
+"""Continued pretraining of one model (one expert, or a MoE's routers): `mixnu train`.
+
+One readable loop on Hugging Face Accelerate (nanoGPT's shape: config, setup, batches, eval, lr, loop).
+The same code runs on one CPU, under `torchrun` / `accelerate launch` with DDP (gloo or NCCL), and on
+GPUs with DeepSpeed ZeRO-3 or FSDP, which Accelerate sets up from its config file.
+
+- Model: any `AutoModelForCausalLM` folder (Llama, Mixtral, ...). For a MoE (config has
+  `num_local_experts`) the router logits are returned, Mixtral's load-balancing loss times
+  `router_aux_loss_coef` is part of the loss, and the share of tokens each expert receives per layer is logged.
+- Data: corpus files pooled into fixed-length blocks (`mixnu.train_data`), read in a seeded order.
+- What trains (`trainable`): all | embeddings | new_rows | lora | mlp | router | router_and_all.
+- Written to disk: `out/` (a plain checkpoint folder: safetensors, config, tokenizer, `train_log.jsonl`,
+  `train_config.yaml`, `train_result.json`), built in a temp folder and renamed at the end; while
+  training, `<out>.ckpt/` holds the live `log.jsonl` and `step-NNNNNNN/` checkpoints (each written atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from mixnu.config import StageConfig, dump_config
+from mixnu.errors import CheckpointError, ConfigError
+from mixnu.io import append_jsonl, atomic_dir, check_output, read_jsonl, write_json, write_jsonl, write_text
+from mixnu.train_data import (
+    TokenizedDocs,
+    batch_indices,
+    eval_windows,
+    pack_blocks,
+    sum_nats,
+    tokenize_docs,
+)
+
+Trainable = Literal["all", "embeddings", "new_rows", "lora", "mlp", "router", "router_and_all"]
+_NOT_IN_HASH = {"resume", "force", "quiet", "cache_dir", "checkpoint_dir"}
+
+
+class TrainConfig(StageConfig):
+    """Everything one training run needs (a recipe YAML holds these keys)."""
+
+    model: Path = Field(description="checkpoint folder to start from (any AutoModelForCausalLM)")
+    data: list[Path] = Field(min_length=1, description="training corpus files, pooled and shuffled")
+    out: Path = Field(description="output checkpoint folder")
+    eval_data: list[Path] | None = Field(None, description="held-out files; default: the tail of each data file")
+    eval_fraction: float = Field(0.02, gt=0, lt=0.5, description="share of documents held out when no eval_data")
+    eval_tokens: int = Field(32768, ge=16, description="at most this many eval tokens per eval file")
+    max_lines: int | None = Field(None, ge=1, description="read at most this many documents per data file")
+    seq_len: int = Field(256, ge=8, le=131072)
+    batch_size: int = Field(8, ge=1, description="blocks per device per micro-step")
+    grad_accum: int = Field(1, ge=1, le=4096)
+    steps: int = Field(ge=1, le=10_000_000, description="optimizer steps")
+    lr: float = Field(3e-4, gt=0, le=1.0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1.0, description="cosine decays to lr * min_lr_ratio")
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.1, ge=0, le=1.0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = no clipping")
+    trainable: Trainable = "all"
+    new_rows_start: int | None = Field(None, ge=0, description="first new vocabulary row (default: from expand)")
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] | str = "all-linear"
+    router_aux_loss_coef: float | None = Field(None, ge=0, description="MoE load-balancing loss weight")
+    router_lr: float | None = Field(None, gt=0, le=1.0, description="router lr for router_and_all (default lr)")
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: bool = False
+    eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: only at the end)")
+    eval_at_start: bool = False
+    eval_batch_size: int = Field(8, ge=1)
+    log_every: int = Field(10, ge=1)
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: none)")
+    checkpoint_dir: Path | None = Field(None, description="default: <out>.ckpt")
+    cache_dir: Path | None = Field(None, description="tokenised-data cache (default ~/.cache/mixnu/tokenized)")
+    seed: int = 0
+    cpu: bool = False
+    resume: bool = False
+    force: bool = False
+    quiet: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self
+
+    def fingerprint(self) -> str:
+        """Hash of every field that changes the loss curve (resume refuses a different one)."""
+        data = {k: v for k, v in self.model_dump(mode="json").items() if k not in _NOT_IN_HASH}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def ckpt_dir(self) -> Path:
+        return self.checkpoint_dir or self.out.with_name(self.out.name + ".ckpt")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run did. `eval` holds loss/bpc per eval file and `"all"`; `initial_eval` the same at step 0."""
+
+    out: Path
+    steps: int
+    tokens: int
+    train_loss: float
+    eval: dict[str, dict[str, float]]
+    tokens_per_s: float
+    wall_s: float
+    peak_memory_mb: float
+    num_processes: int
+    trainable_params: int
+    total_params: int
+    log: Path
+    resumed_from: int | None = None
+    initial_eval: dict[str, dict[str, float]] | None = None
+    expert_load: list[list[float]] | None = field(default=None)
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over `warmup_steps`, then cosine from `lr` to `lr * min_lr_ratio` at `steps`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    ratio = min(1.0, (step - cfg.warmup_steps) / span)
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
+
+
+def is_moe(config) -> bool:
+    return getattr(config, "num_local_experts", None) is not None
+
+
+def load_model(path: Path, cfg: TrainConfig | None = None):
+    """Model and tokenizer from a checkpoint folder; `CheckpointError` (one line) if missing or corrupt."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a checkpoint folder (no config.json); give a save_pretrained folder")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        kwargs = {}
+        if is_moe(config):
+            kwargs["output_router_logits"] = True
+            if cfg is not None and cfg.router_aux_loss_coef is not None:
+                kwargs["router_aux_loss_coef"] = cfg.router_aux_loss_coef
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot load the checkpoint ({first[:200]})") from None
+    return model, tokenizer
+
+
+def _router_param(name: str) -> bool:
+    return name.endswith("mlp.gate.weight") or ".block_sparse_moe.gate." in name
+
+
+def select_trainable(model, cfg: TrainConfig) -> tuple[list[dict], list[torch.nn.Parameter], int]:
+    """Set `requires_grad` per `cfg.trainable`; return optimizer param groups, row-masked params, old rows.
+
+    `new_rows` trains the input and output embeddings but zeroes the gradient of rows below
+    `new_rows_start` (and disables weight decay there), so old rows stay bit-identical.
+    """
+    moe = is_moe(model.config)
+    if cfg.trainable in ("router", "router_and_all") and not moe:
+        raise ConfigError(f"trainable={cfg.trainable} needs a MoE model (num_local_experts); {cfg.model} is dense")
+    emb = {id(model.get_input_embeddings().weight)}
+    head = model.get_output_embeddings()
+    if head is not None:
+        emb.add(id(head.weight))
+    n_old = 0
+    if cfg.trainable == "new_rows":
+        n_old = cfg.new_rows_start if cfg.new_rows_start is not None else _expanded_from(cfg.model)
+        if not 0 < n_old < model.get_input_embeddings().weight.shape[0]:
+            raise ConfigError(f"new_rows_start={n_old} leaves no new rows to train in {cfg.model}")
+    if cfg.trainable == "lora":
+        return _lora_groups(model, cfg), [], 0
+    decay, no_decay, router, masked = [], [], [], []
+    for name, p in model.named_parameters():
+        if cfg.trainable in ("all", "router_and_all"):
+            on = True
+        elif cfg.trainable in ("embeddings", "new_rows"):
+            on = id(p) in emb
+        elif cfg.trainable == "mlp":
+            on = ".mlp." in name and not _router_param(name)
+        else:  # router
+            on = _router_param(name)
+        p.requires_grad_(on)
+        if not on:
+            continue
+        if cfg.trainable == "router_and_all" and _router_param(name):
+            router.append(p)
+        elif cfg.trainable == "new_rows":
+            masked.append(p)
+            no_decay.append(p)
+        elif p.ndim >= 2:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    if router:
+        groups.append({"params": router, "weight_decay": 0.0, "lr_scale": (cfg.router_lr or cfg.lr) / cfg.lr})
+    return [g for g in groups if g["params"]], masked, n_old
+
+
+def _expanded_from(model_dir: Path) -> int:
+    info = Path(model_dir) / "mixnu_expand.json"
+    if not info.is_file():
+        raise ConfigError(f"{model_dir} has no mixnu_expand.json; pass new_rows_start (the base vocab size)")
+    return int(json.loads(info.read_text())["base_vocab_size"])
+
+
+def _lora_groups(model, cfg: TrainConfig) -> list[dict]:
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0, "lr_scale": 1.0}]
+
+
+def _wrap_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_targets, modules_to_save=["embed_tokens", "lm_head"],
+                      task_type="CAUSAL_LM")
+    return get_peft_model(model, lcfg)
+
+
+def _load_eval(cfg: TrainConfig, tokenizer) -> dict[str, TokenizedDocs]:
+    files = cfg.eval_data or cfg.data
+    part = "all" if cfg.eval_data else "eval"
+    return {Path(f).name: tokenize_docs(f, tokenizer, part=part, eval_fraction=cfg.eval_fraction,
+                                        max_lines=None if cfg.eval_data else cfg.max_lines,
+                                        cache_dir=cfg.cache_dir).first_docs(cfg.eval_tokens) for f in files}
+
+
+def evaluate(model, evals: dict[str, TokenizedDocs], cfg: TrainConfig, pad_id: int, accelerator) -> dict:
+    """Loss and bits/char per eval file and overall; windows are sharded over processes and summed."""
+    model.eval()
+    out, tot_nats, tot_tok, tot_chars = {}, 0.0, 0, 0
+    for name, docs in evals.items():
+        inputs, labels = eval_windows(docs, cfg.seq_len, pad_id)
+        r, p = accelerator.process_index, accelerator.num_processes
+        nats, count = sum_nats(model, inputs[r::p], labels[r::p], cfg.eval_batch_size, accelerator.device)
+        sums = accelerator.reduce(torch.tensor([nats, float(count)], dtype=torch.float64,
+                                               device=accelerator.device), reduction="sum")
+        nats, count = float(sums[0]), int(sums[1])
+        chars = int(docs.doc_chars.sum())
+        out[name] = {"loss": nats / max(count, 1), "bpc": nats / math.log(2) / max(chars, 1)}
+        tot_nats, tot_tok, tot_chars = tot_nats + nats, tot_tok + count, tot_chars + chars
+    out["all"] = {"loss": tot_nats / max(tot_tok, 1), "bpc": tot_nats / math.log(2) / max(tot_chars, 1)}
+    model.train()
+    return out
+
+
+def _save_checkpoint(path: Path, model, optimizer, step: int, consumed: int, cfg: TrainConfig, accelerator) -> None:
+    """Write `path` atomically: model (safetensors), optimizer, RNG, and state.json (step, data position)."""
+    from accelerate.utils import DistributedType
+    from safetensors.torch import save_file, save_model
+
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if sharded:  # the engine's own sharded format; every process writes its shard
+        accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            if not sharded:
+                save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                save_file({"cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+            write_json(tmp / "state.json", {"step": step, "consumed_blocks": consumed, "config": cfg.fingerprint(),
+                                            "num_processes": accelerator.num_processes, "format":
+                                            "accelerate" if sharded else "mixnu", "lr": get_lr(step - 1, cfg)})
+            old = path.with_name(f".{path.name}.old")
+            if path.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    accelerator.wait_for_everyone()
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The highest `step-*` folder with a state.json (temp dot-folders are never candidates)."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
+    return found[-1] if found else None
+
+
+def _load_checkpoint(path: Path, model, optimizer, cfg: TrainConfig, accelerator) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
+
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}/state.json is unreadable; delete {path} to resume from an earlier one") from None
+    if state.get("config") != cfg.fingerprint():
+        raise CheckpointError(f"{path} was written with a different training config; resume with the same "
+                              "settings, or start fresh without --resume (and another --out)")
+    if state.get("num_processes") != accelerator.num_processes:
+        raise CheckpointError(f"{path} was written by {state.get('num_processes')} processes, not "
+                              f"{accelerator.num_processes}; resume with the same number of processes")
+    try:
+        if state.get("format") == "accelerate":
+            accelerator.load_state(str(path))
+        else:
+            load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+            torch.set_rng_state(load_file(str(path / "rng.safetensors"))["cpu"])
+    except (OSError, SafetensorError, RuntimeError, KeyError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path}: corrupt checkpoint ({first}); delete it to resume from an earlier one") from None
+    return state
+
+
+def _save_final(model, tokenizer, cfg: TrainConfig, accelerator, tmp: Path, moe: bool) -> None:
+    state_dict = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    if cfg.trainable == "lora":  # fold LoRA into the weights: a plain checkpoint transformers loads
+        unwrapped = unwrapped.merge_and_unload()
+        state_dict = None
+    if moe:
+        unwrapped.config.output_router_logits = False
+    unwrapped.save_pretrained(tmp, state_dict=state_dict)
+    tokenizer.save_pretrained(tmp)
+    for extra in ("tokenizer.model", "mixnu_expand.json"):
+        if (Path(cfg.model) / extra).is_file():
+            shutil.copy(Path(cfg.model) / extra, tmp / extra)
+
+
+def _expert_counts(router_logits, top_k: int, n_exp: int) -> torch.Tensor:
+    """(layers, experts) count of tokens routed to each expert (top-k) in one forward pass."""
+    rows = [torch.bincount(r.detach().topk(top_k, dim=-1).indices.flatten(), minlength=n_exp) for r in router_logits]
+    return torch.stack(rows).cpu()
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Continue-pretrain `cfg.model` on `cfg.data`; write the trained checkpoint folder `cfg.out`.
+
+    Reads: the model folder, data files (tokenised once, cached under `cache_dir`). Writes: `cfg.out`
+    (atomically, at the end) and `<out>.ckpt/` (live log, checkpoints; removed at the end when
+    `save_every` is 0). With `resume`, continues from the latest checkpoint there, refusing one
+    written with a different config. Returns a `TrainResult`.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType
+
+    t_start = time.perf_counter()
+    check_output(cfg.out, cfg.force)
+    mp = cfg.precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.cpu else "fp32"
+    AcceleratorState._reset_state()  # several runs in one process (the demo) may use different settings
+    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if mp == "bf16" else "no",
+                              gradient_accumulation_steps=cfg.grad_accum)
+    main = accelerator.is_main_process
+    ckpt_dir = cfg.ckpt_dir()
+    log_path = ckpt_dir / "log.jsonl"
+
+    # ---- model, trainable parameters, data ----
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_model(cfg.model, cfg)
+    moe = is_moe(model.config)
+    if cfg.trainable == "lora":
+        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            raise ConfigError("trainable=lora runs on one device or DDP; use all/mlp with ZeRO-3 or FSDP")
+        model = _wrap_lora(model, cfg)
+    groups, masked, n_old = select_trainable(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    total_params = sum(p.numel() for p in model.parameters())
+    trainable_params = sum(p.numel() for g in groups for p in g["params"])
+    blocks = torch.cat([pack_blocks(tokenize_docs(f, tokenizer, part="train" if not cfg.eval_data else "all",
+                                                  eval_fraction=cfg.eval_fraction, max_lines=cfg.max_lines,
+                                                  cache_dir=cfg.cache_dir), cfg.seq_len, str(f))
+                        for f in cfg.data])  # (N, L) int64, every file's blocks pooled
+    evals = _load_eval(cfg, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+    fused = accelerator.device.type == "cpu" or accelerator.device.type == "cuda"
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused or None)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    # ---- resume ----
+    step, resumed_from = 0, None
+    if cfg.resume:
+        ckpt = latest_checkpoint(ckpt_dir)
+        if ckpt is None:
+            raise CheckpointError(f"no checkpoint to resume in {ckpt_dir}; run without --resume to start fresh")
+        step = resumed_from = int(_load_checkpoint(ckpt, model, optimizer, cfg, accelerator)["step"])
+        if main:
+            kept = [r for r in read_jsonl(log_path) if r.get("step", 0) <= step] if log_path.exists() else []
+            write_jsonl(log_path, kept)
+    elif main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(log_path, [])
+        write_text(ckpt_dir / "train_config.yaml", dump_config(cfg))
+
+    def log(record: dict) -> None:
+        if main:
+            append_jsonl(log_path, record)
+
+    P, B, A, L = accelerator.num_processes, cfg.batch_size, cfg.grad_accum, cfg.seq_len
+    per_step = B * P * A  # blocks per optimizer step, all processes
+    initial_eval = None
+    if cfg.eval_at_start and resumed_from is None:
+        initial_eval = evaluate(model, evals, cfg, pad_id, accelerator)
+        log({"step": 0, "eval": initial_eval})
+    log({"event": "start", "step": step, "num_processes": P, "device": str(accelerator.device),
+         "precision": mp, "trainable": cfg.trainable, "trainable_params": trainable_params,
+         "total_params": total_params, "train_blocks": int(blocks.shape[0]), "tokens_per_step": per_step * L})
+
+    # ---- the loop ----
+    from mixnu.console import progress
+
+    mcfg = accelerator.unwrap_model(model).config
+    n_exp, top_k = (mcfg.num_local_experts, mcfg.num_experts_per_tok) if moe else (0, 0)
+    load, last_load = torch.zeros(0), None
+    loss_acc, n_acc, last_loss, train_time, eval_res = 0.0, 0, float("nan"), 0.0, None
+    with progress(cfg.quiet or not main, "tok") as bar:
+        task = bar.add_task("train", total=cfg.steps * per_step * L, completed=step * per_step * L)
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            lr = get_lr(step, cfg)
+            for g in optimizer.param_groups:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+            torch.manual_seed(cfg.seed * 1_000_003 + step * P + accelerator.process_index)  # dropout etc.
+            idx = batch_indices(step * per_step, per_step, blocks.shape[0], cfg.seed)
+            for micro in range(A):
+                mine = idx[(micro * P + accelerator.process_index) * B:][:B]
+                x = blocks[mine].to(accelerator.device)  # (B, L)
+                with accelerator.accumulate(model):
+                    out = model(input_ids=x, labels=x)
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        for p in masked:  # new_rows: old vocabulary rows get no update
+                            p.grad[:n_old] = 0
+                        if cfg.grad_clip > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss_acc += float(out.loss.detach())
+                n_acc += 1
+                if moe and out.router_logits is not None:
+                    counts = _expert_counts(out.router_logits, top_k, n_exp)
+                    load = counts if load.numel() == 0 else load + counts
+            step += 1
+            train_time += time.perf_counter() - t0
+            bar.advance(task, per_step * L)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                mean = accelerator.reduce(torch.tensor(loss_acc / n_acc, device=accelerator.device), "mean")
+                last_loss = float(mean)
+                rec = {"step": step, "loss": last_loss, "lr": lr, "tokens": step * per_step * L,
+                       "tokens_per_s": round(step_tokens(step, resumed_from, per_step, L) / max(train_time, 1e-9), 1)}
+                if moe and load.numel():
+                    rec["expert_load"] = (load / load.sum(1, keepdim=True)).round(decimals=4).tolist()
+                log(rec)
+                bar.update(task, description=f"train loss {last_loss:.3f}")
+                loss_acc, n_acc = 0.0, 0
+                last_load, load = (load.clone(), torch.zeros(0)) if moe else (None, load)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                log({"step": step, "eval": evaluate(model, evals, cfg, pad_id, accelerator)})
+            if cfg.save_every and step % cfg.save_every == 0:
+                _save_checkpoint(ckpt_dir / f"step-{step:07d}", model, optimizer, step, step * per_step, cfg,
+                                 accelerator)
+
+    eval_res = evaluate(model, evals, cfg, pad_id, accelerator)
+    log({"step": step, "eval": eval_res})
+    tokens_per_s = step_tokens(step, resumed_from, per_step, L) / max(train_time, 1e-9)
+    if torch.cuda.is_available() and accelerator.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    expert_load = None
+    if last_load is not None and last_load.numel():
+        expert_load = (last_load / last_load.sum(1, keepdim=True)).round(decimals=4).tolist()
+    result = TrainResult(out=cfg.out, steps=step, tokens=step * per_step * L, train_loss=last_loss, eval=eval_res,
+                         tokens_per_s=round(tokens_per_s, 1), wall_s=round(time.perf_counter() - t_start, 2),
+                         peak_memory_mb=round(peak, 1), num_processes=P, trainable_params=trainable_params,
+                         total_params=total_params, log=cfg.out / "train_log.jsonl", resumed_from=resumed_from,
+                         initial_eval=initial_eval, expert_load=expert_load)
+    if main:
+        log({"event": "end", "step": step, "tokens_per_s": result.tokens_per_s, "peak_memory_mb": result.peak_memory_mb})
+    accelerator.wait_for_everyone()
+    if main:
+        with atomic_dir(cfg.out, force=cfg.force) as tmp:
+            _save_final(model, tokenizer, cfg, accelerator, tmp, moe)
+            shutil.copy(log_path, tmp / "train_log.jsonl")
+            write_text(tmp / "train_config.yaml", dump_config(cfg))
+            write_json(tmp / "train_result.json", result)
+        if not cfg.save_every:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    else:
+        _save_final(model, tokenizer, cfg, accelerator, cfg.out, moe)  # joins the gather; writes nothing
+    accelerator.wait_for_everyone()
+    return result
+
+
+def step_tokens(step: int, resumed_from: int | None, per_step: int, seq_len: int) -> int:
+    """Tokens trained in this process's run (since the resume point), all processes together."""
+    return (step - (resumed_from or 0)) * per_step * seq_len
