@@ -33,6 +33,7 @@ from pydantic import Field
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, TokenizerError
 from mixnu.io import atomic_dir, check_output, write_json
+from mixnu.train import quiet_transformers
 
 
 class ExpandConfig(StageConfig):
@@ -121,7 +122,8 @@ def expand_model(cfg: ExpandConfig) -> ExpandResult:
     n_base = check_prefix(base_tok, new_tok)
     n_new = len(new_tok)
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
     except (OSError, ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CheckpointError(f"{cfg.model}: cannot load the model ({first})") from None
@@ -145,7 +147,8 @@ def expand_model(cfg: ExpandConfig) -> ExpandResult:
     model.config.vocab_size = padded
 
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
-        model.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
         new_tok.save_pretrained(tmp)
         if (cfg.tokenizer / "tokenizer.model").is_file():
             shutil.copy(cfg.tokenizer / "tokenizer.model", tmp / "tokenizer.model")

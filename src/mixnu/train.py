@@ -16,12 +16,14 @@ GPUs with DeepSpeed ZeRO-3 or FSDP, which Accelerate sets up from its config fil
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import resource
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -152,12 +154,27 @@ def load_model(path: Path, cfg: TrainConfig | None = None):
             kwargs["output_router_logits"] = True
             if cfg is not None and cfg.router_aux_loss_coef is not None:
                 kwargs["router_aux_loss_coef"] = cfg.router_aux_loss_coef
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot load the checkpoint ({first[:200]})") from None
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars (weights loading/saving) inside: our own bar is the progress display."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _router_param(name: str) -> bool:
@@ -339,7 +356,8 @@ def _save_final(model, tokenizer, cfg: TrainConfig, accelerator, tmp: Path, moe:
         state_dict = None
     if moe:
         unwrapped.config.output_router_logits = False
-    unwrapped.save_pretrained(tmp, state_dict=state_dict)
+    with quiet_transformers():
+        unwrapped.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     for extra in ("tokenizer.model", "mixnu_expand.json"):
         if (Path(cfg.model) / extra).is_file():
