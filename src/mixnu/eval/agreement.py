@@ -194,7 +194,11 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
     labels = sorted({v for lab, _ in grids.values() for v in lab})
     size, step = len(labels), len(labels) + 1
     img = np.full((step * len(categories) - 1, step * len(crits) - 1), np.nan)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.32 * img.shape[1], 0.9 + 0.32 * img.shape[0]))
+    # Fixed margins in inches (bbox_inches="tight" would draw every text twice).
+    left, right, top, bottom, cell = 1.5, 0.2, 0.75, 0.55, 0.3
+    width, height = left + right + cell * img.shape[1], top + bottom + cell * img.shape[0]
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, cell * img.shape[1] / width, cell * img.shape[0] / height))
     for r, cat in enumerate(categories):
         for c, crit in enumerate(crits):
             lab, m = grids[(cat, crit)]
@@ -205,8 +209,7 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
             for i, j in zip(*np.nonzero(block), strict=True):
                 ax.text(c * step + j, r * step + i, str(int(block[i, j])), ha="center", va="center", fontsize=6.5,
                         color="white" if block[i, j] > block.max() / 2 else "black")
-    cmap = matplotlib.colormaps["Blues"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0, vmax=1.15, interpolation="nearest")
     ticks = [_label(v) for v in labels]
     ax.set_xticks([c * step + j for c in range(len(crits)) for j in range(size)], ticks * len(crits), fontsize=6.5)
@@ -222,9 +225,10 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_xlabel(f"{b} (columns)", fontsize=9)
-    ax.set_ylabel(f"{a} (rows)", fontsize=9, labelpad=60)
-    ax.set_title(f"{a} vs {b}: confusion matrices by category and criterion", fontsize=10, pad=34)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    ax.set_ylabel(f"{a} (rows)", fontsize=9, labelpad=62)
+    fig.suptitle(f"{a} vs {b}: confusion matrices by category and criterion", fontsize=10,
+                 y=1 - 0.15 / height, va="top")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

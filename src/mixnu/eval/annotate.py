@@ -19,7 +19,7 @@ and a small JSON API; no request path is ever mapped onto the file system.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import random
 import threading
 from collections import defaultdict
@@ -35,7 +35,7 @@ from mixnu.errors import ConfigError, DataError
 from mixnu.eval.annotate_app import AnnotationApp, make_server
 from mixnu.eval.annotation_store import CRITERIA, AnnotationStore, SampleRow, check_annotator
 from mixnu.eval.suite import load_suite
-from mixnu.io import atomic_write, read_jsonl
+from mixnu.io import read_jsonl, write_jsonl, write_text
 
 DB_NAME = "annotations.sqlite"
 
@@ -123,18 +123,15 @@ def draw_sample(items: dict[str, Item], n: int, seed: int) -> list[SampleRow]:
     total = len(items)
     n = min(n, total)
     cats = sorted(by_cat)
+    # Largest-remainder (Hamilton) apportionment of n over the categories' sizes.
     quota = {c: n * len(by_cat[c]) // total for c in cats}
-    if n >= len(cats):
+    for c in sorted(cats, key=lambda c: (-(n * len(by_cat[c]) % total), c))[: n - sum(quota.values())]:
+        quota[c] += 1
+    if n >= len(cats):  # every category shows up: take one from the largest share for each empty one
         for c in cats:
-            quota[c] = max(quota[c], 1)
-    rank = sorted(cats, key=lambda c: (-(n * len(by_cat[c]) % total), c))
-    while sum(quota.values()) < n:
-        for c in rank:
-            if sum(quota.values()) < n and quota[c] < len(by_cat[c]):
-                quota[c] += 1
-    while sum(quota.values()) > n:  # the at-least-one rule can overshoot: trim the largest shares
-        big = max(cats, key=lambda c: (quota[c], c))
-        quota[big] -= 1
+            if quota[c] == 0:
+                quota[max(cats, key=lambda k: (quota[k], k))] -= 1
+                quota[c] = 1
     rng = random.Random(seed)
     chosen = [i for c in cats for i in rng.sample(by_cat[c], quota[c])]
     rng.shuffle(chosen)
@@ -274,14 +271,14 @@ def export_annotations(run_dir: str | Path, out: str | Path) -> ExportResult:
     if not db.is_file():
         raise DataError(f"{db}: no annotations yet; run `mixnu eval annotate {run_dir} --sample N` first")
     rows = AnnotationStore(db).all_scores()
-    with atomic_write(out, newline="") if fmt == "csv" else atomic_write(out) as fh:
-        if fmt == "csv":
-            writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(out, buf.getvalue())
+    else:
+        write_jsonl(out, rows)
     return ExportResult(out, fmt, len(rows), tuple(sorted({r["annotator"] for r in rows})))
 
 

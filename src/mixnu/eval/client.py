@@ -4,7 +4,8 @@ Used by the judge (`mixnu.eval.judge`) and by the OpenAI backend of `mixnu gener
 `openai` client is built with `max_retries=0`: retries happen here, so that every attempt is
 counted, `Retry-After` is honoured exactly, and the backoff has jitter.
 
-Retried: HTTP 408/409/429/5xx, timeouts and dropped or refused connections. Not retried (raised as
+Retried: HTTP 408/409/429/5xx, timeouts, dropped or refused connections, and replies whose body is
+not valid JSON (cut off in transit). Not retried (raised as
 `JudgeError` at once): 401/403 (bad key), 404 (wrong URL or model). Other 4xx are returned to the
 caller as `CallFailure` so it can e.g. drop an unsupported `response_format` and ask again.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import json
 import os
 import random
 import time
@@ -165,6 +167,8 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
                 return CallFailure(status, str(getattr(exc, "message", exc))[:500])
             last: Exception = exc
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:  # timeouts, refused, dropped
+            last = exc
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:  # a cut or garbled body
             last = exc
         else:
             stats.successes += 1

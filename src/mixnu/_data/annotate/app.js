@@ -237,19 +237,23 @@
     }
     const row = document.querySelector(`.score-row[data-letter="${letter}"][data-criterion="${criterion}"]`);
     row.classList.add("saving");
+    // Move on at once, so fast typing scores consecutive rows even before the server answers.
+    const all = cells();
+    const index = Number(row.dataset.index);
+    if (st.focus === index && index < all.length - 1) { st.focus = index + 1; renderFocus(); }
+    const item = st.item;
     try {
       const r = await api("POST", "/api/score", { annotator: st.annotator, item: st.item.item, letter, criterion, score: value });
-      (st.item.scores[letter] = st.item.scores[letter] || {})[criterion] = value;
+      (item.scores[letter] = item.scores[letter] || {})[criterion] = value;
       setProgress(r);
+      if (item !== st.item) return;  // the annotator moved on meanwhile; the score is saved all the same
       renderScores();
       if (r.item_complete) { st.item.skipped = false; $("skipped-flag").hidden = true; }
       showStatus(r.item_complete ? `Saved ${letter} · ${criterion} = ${value}. Item complete: press Enter for the next one.`
         : `Saved ${letter} · ${criterion} = ${value}`);
-      const all = cells();
-      if (st.focus < all.length - 1 && all[st.focus][0] === letter && all[st.focus][1] === criterion) st.focus += 1;
-      renderFocus();
     } catch (e) {
       showError(`Not saved (${letter} · ${criterion}): ${e.message}`);
+      if (item === st.item) { st.focus = index; renderFocus(); }
     } finally {
       row.classList.remove("saving");
     }
