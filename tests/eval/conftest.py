@@ -54,7 +54,7 @@ def make_run(run: Path, models: tuple[str, ...] = ("m1", "m2", "m3"), n: int = 6
         for m in models:
             for s in range(samples):
                 recs.append({"id": f"{p.id}/{m}/{s}", "prompt_id": p.id, "model": m, "sample": s, "prompt": p.prompt,
-                             "response": f"{m}의 답 {p.id} {s}", "suite": suite.fingerprint(),
+                             "response": f"{m} 모델의 답변입니다 {p.id[-3:]}번 {s}", "suite": suite.fingerprint(),
                              "settings": {"backend": "hand"}})
     write_jsonl(run / "responses.jsonl", recs)
     return run

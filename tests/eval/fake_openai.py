@@ -9,7 +9,8 @@ probability `fault_rate`, else `good`. Modes:
 - `malformed`: text with no scores; `partial`: JSON cut in the middle; `broken_body`: the HTTP body
   itself is cut (invalid JSON); `out_of_range`: scores 0 and 7; `text`: scores in free text;
 - `drop`: the connection is closed without a reply; `stall`: the reply is held until the client
-  goes away or `release()` is called (then it is answered `good`).
+  goes away or `release()` is called (then it is answered `good`); every judge request after the
+  first `stall_after` stalls.
 
 Every request is logged (`log`), with a hash of its messages, so tests can assert that no prompt was
 judged twice. Run standalone: `python tests/eval/fake_openai.py --port 8000 --latency 0.2`.
@@ -54,17 +55,26 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 refuses bursts of concurrent connections
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients killed or dropped on purpose
+            super().handle_error(request, client_address)
+
 
 class FakeOpenAI:
     """Start with `with FakeOpenAI(...) as srv:`; `srv.base_url` ends in /v1."""
 
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS,
                  seed: int = 0, retry_after: float = 0.05, slow_s: float = 1.0,
-                 reject_response_format: tuple[str, ...] = (), bias_letter_a: int = 0) -> None:
+                 reject_response_format: tuple[str, ...] = (), bias_letter_a: int = 0,
+                 stall_after: int | None = None) -> None:
         self.latency_s, self.fault_rate, self.faults = latency_s, fault_rate, faults
         self.retry_after, self.slow_s = retry_after, slow_s
         self.reject_response_format = reject_response_format
         self.bias_letter_a = bias_letter_a
+        self.stall_after = stall_after  # judge requests after this many are held (`stall`)
+        self._picked = 0
         self.rng = random.Random(seed)
         self.script: collections.deque[str] = collections.deque()
         self.log: list[dict[str, Any]] = []
@@ -95,6 +105,9 @@ class FakeOpenAI:
 
     def _pick(self) -> str:
         with self.lock:
+            self._picked += 1
+            if self.stall_after is not None and self._picked > self.stall_after:
+                return "stall"
             if self.script:
                 return self.script.popleft()
             if self.fault_rate and self.rng.random() < self.fault_rate:
