@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mixnu.config import StageConfig, dump_config
+from mixnu.config import StageConfig, dump_config, parse_overrides, read_yaml, validate_config
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
 from mixnu.io import atomic_dir, check_output, sha256_file, write_json, write_text
@@ -176,35 +176,33 @@ def _check_compatible(base: Checkpoint, experts: list[Checkpoint]) -> None:
                 )
 
 
-def _tokenizer_fingerprint(folder: Path) -> dict[str, Any] | None:
-    fp: dict[str, Any] = {}
-    if (folder / "tokenizer.model").is_file():
-        fp["tokenizer.model"] = sha256_file(folder / "tokenizer.model")
-    if (folder / "tokenizer.json").is_file():
-        try:
-            tj = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TokenizerError(f"{folder}/tokenizer.json is not valid JSON ({exc}); re-save the tokenizer") from None
-        fp["vocab"] = json.dumps([tj.get("model"), tj.get("added_tokens")], sort_keys=True)
-    return fp or None
+def _tokenizer_vocab(path: Path) -> Any:
+    try:
+        tj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"{path} is not valid JSON ({exc}); re-save the tokenizer") from None
+    return [tj.get("model"), tj.get("added_tokens")]
 
 
 def _tokenizer_source(base: Checkpoint, experts: list[Checkpoint]) -> Path:
-    """The folder whose tokenizer is copied (the base's); refuses experts whose tokenizer differs."""
-    ref = _tokenizer_fingerprint(base.path)
-    if ref is None:
+    """The folder whose tokenizer is copied (the base's); refuses experts whose tokenizer differs.
+
+    `tokenizer.model` must be byte-identical; `tokenizer.json` must hold the same model (vocab,
+    merges) and added tokens (other fields, e.g. truncation settings, may differ).
+    """
+    files = ("tokenizer.model", "tokenizer.json")
+    ref = {f: sha256_file(base.path / f) for f in files if (base.path / f).is_file()}
+    if not ref:
         raise TokenizerError(f"base: {base.path} has no tokenizer (tokenizer.json or tokenizer.model); save it there")
     for ck in experts:
-        fp = _tokenizer_fingerprint(ck.path)
-        if fp is None:
-            continue
-        for key in set(fp) & set(ref):
-            if fp[key] != ref[key]:
-                what = "SentencePiece model" if key == "tokenizer.model" else "vocabulary"
-                raise TokenizerError(
-                    f"{ck.label} ({ck.path}) has a different tokenizer {what} from the base; "
-                    "experts must use the base's tokenizer"
-                )
+        for f in files:
+            if f not in ref or not (ck.path / f).is_file() or sha256_file(ck.path / f) == ref[f]:
+                continue
+            if f == "tokenizer.json" and _tokenizer_vocab(ck.path / f) == _tokenizer_vocab(base.path / f):
+                continue
+            what = "SentencePiece model" if f == "tokenizer.model" else "vocabulary"
+            raise TokenizerError(f"{ck.label} ({ck.path}) has a different tokenizer {what} from the base; "
+                                 "experts must use the base's tokenizer")
     return base.path
 
 
@@ -290,12 +288,10 @@ class _Producer:
         self.max_held = 0
         self.held_layer = 0
         self.layer: dict[str, Any] = {}
-        self.first: list[Any] = []
-        self.differs = False
 
     def note(self, live: int) -> None:
         fwd = self.forward.held_bytes() if self.forward is not None else 0
-        self.max_held = max(self.max_held, self.held_layer + fwd + sum(t.nbytes for t in self.first) + live)
+        self.max_held = max(self.max_held, self.held_layer + fwd + live)
 
     def chunks(self, o: _Out):
         """Yield (row_start, chunk in the output dtype) for one planned tensor."""
@@ -341,16 +337,11 @@ class _Producer:
         return w.to(self.dtype)
 
     def keep(self, o: _Out, chunks: list[Any]) -> None:
-        """Remember what the next steps need: layer weights (text init) and expert 0's projection (identity check)."""
-        torch = self.torch
+        """Remember the layer's weights while a text-based router init needs them."""
         if self.forward is not None and o.layer >= 0:
-            t = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+            t = chunks[0] if len(chunks) == 1 else self.torch.cat(chunks)
             self.layer[o.name] = t
             self.held_layer += t.nbytes
-        if o.expert == 0:
-            self.first = chunks
-        elif o.expert > 0 and not self.differs:
-            self.differs = any(not torch.equal(x, y) for x, y in zip(self.first, chunks, strict=True))
 
     def end_layer(self, layer: int, num_experts: int) -> None:
         if self.forward is not None:
@@ -360,7 +351,6 @@ class _Producer:
             self.forward.advance(self.layer[p + "gate.weight"], experts)
         self.layer = {}
         self.held_layer = 0
-        self.first = []
 
 
 def _router_init():
@@ -388,7 +378,7 @@ def _write_weights(tmp: Path, plan: list[_Out], producer: _Producer, max_bytes: 
                     writer.write(chunk)
                     if o.role == "embed" and producer.forward is not None:
                         producer.forward.embed_rows(chunk, row)
-                    if (producer.forward is not None and o.layer >= 0) or (o.expert >= 0 and not producer.differs):
+                    if producer.forward is not None and o.layer >= 0:
                         kept.append(chunk)
                 producer.keep(o, kept)
                 weight_map[o.name] = fname
@@ -438,6 +428,24 @@ def _model_card(cfg: MergeConfig, kind: str, hashes: dict[Path, str], summary: l
     )
 
 
+def _experts_identical(experts: list[Checkpoint]) -> bool:
+    """True if every expert's MLP tensors equal the first expert's (stops at the first difference,
+    usually the first tensor read; holds two tensors at a time)."""
+    for i in range(experts[0].num_layers):
+        for proj in ("gate", "up", "down"):
+            name = f"model.layers.{i}.mlp.{proj}_proj.weight"
+            ref = experts[0].read(name)
+            if any(not _same(ref, ck.read(name)) for ck in experts[1:]):
+                return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    import torch
+
+    return a.dtype == b.dtype and torch.equal(a, b)
+
+
 def _open_inputs(cfg: MergeConfig) -> tuple[Path, Checkpoint, list[Checkpoint], Path]:
     if cfg.out is None:
         raise ConfigError("no output folder; pass --out DIR (or set out: in the config)")
@@ -459,6 +467,10 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
     """
     t0 = time.perf_counter()
     out, base, experts, tok_src = _open_inputs(cfg)
+    identical = _experts_identical(experts)
+    if identical and not cfg.allow_identical:
+        raise CheckpointError("all experts have identical MLP weights, so the mixture would be one model "
+                              "repeated; pass --allow-identical to merge anyway")
     corpora = [e.corpus for e in cfg.experts] if cfg.router.init == "data" else []
     pool = concurrent.futures.ThreadPoolExecutor(1)
     inputs = _inputs([base, *experts], corpora)
@@ -473,9 +485,6 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
         plan = _plan_moe(cfg, base, experts)
         with atomic_dir(out, force=cfg.force) as tmp:
             shards, total = _write_weights(tmp, plan, producer, cfg.max_shard_mb * 10**6, len(experts), cfg.quiet)
-            if not producer.differs and not cfg.allow_identical:
-                raise CheckpointError("all experts have identical MLP weights, so the mixture would be one model "
-                                      "repeated; pass --allow-identical to merge anyway")
             write_json(tmp / "config.json", mixtral_config(base.config, len(experts), cfg.experts_per_token, cfg.dtype))
             _copy_side_files(tok_src, tmp, base.config)
             params = sum(_numel(o.shape) for o in plan)
@@ -488,7 +497,7 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
         pool.shutdown(wait=True, cancel_futures=True)
     return MergeResult(out, "mixtral", tuple(e.name for e in cfg.experts), base.num_layers, cfg.experts_per_token,
                        cfg.shared, cfg.router.init, cfg.dtype, tuple(shards), len(plan), params, total,
-                       not producer.differs, producer.max_held, _peak_rss_mb(), round(time.perf_counter() - t0, 3))
+                       identical, producer.max_held, _peak_rss_mb(), round(time.perf_counter() - t0, 3))
 
 
 def average_experts(cfg: MergeConfig, out: str | Path | None = None) -> MergeResult:
@@ -529,6 +538,34 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def load_merge_config(path: Path | None, flags: dict[str, Any], experts: list[str] | None,
+                      sets: list[str] | None) -> MergeConfig:
+    """A `MergeConfig` from YAML `path`, then command-line flags (dotted keys; None = not given),
+    then `--expert NAME=PATH` flags (they replace the YAML's experts), then `--set` overrides."""
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for key, value in [*flags.items(), *_flatten(parse_overrides(sets))]:
+        if value is None:
+            continue
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = str(value) if isinstance(value, Path) else value
+    if experts:
+        data["experts"] = [parse_expert_flag(x) for x in experts]
+    return validate_config(MergeConfig, data, str(path) if path is not None else "command-line options")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((prefix + k, v))
+    return out
 
 
 def parse_expert_flag(value: str) -> dict[str, str]:

@@ -140,7 +140,7 @@ class TextForward:
         xs_by_group: list[Any] = []
         self._x = []
         with torch.no_grad():
-            for g, group in enumerate(self.hidden):
+            for group in self.hidden:
                 xs = []
                 for i, h in enumerate(group):
                     t = h.shape[0]
