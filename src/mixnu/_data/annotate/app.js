@@ -130,6 +130,7 @@
     $("position").textContent = `Item ${it.position + 1} of ${st.total}`;
     $("category").textContent = it.category;
     $("attribute").textContent = it.attribute.replace("_", " ");
+    $("attribute").hidden = it.attribute === it.category;
     $("item-id").textContent = it.item;
     $("skipped-flag").hidden = !it.skipped;
     const prompt = $("prompt");
