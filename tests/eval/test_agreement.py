@@ -169,3 +169,31 @@ def test_two_raters_have_no_alpha_and_errors_are_one_line(tmp_path: Path, run_cl
     assert res.alphas == () and [p.kind for p in res.pairs][0] == "human-human"
     one = next(p for p in res.pairs if p.category == "all" and p.criterion == "fluency")
     assert one.n == 1 and one.exact == 1.0 and one.kappa is None
+
+
+def test_with_the_real_judge_output(tmp_path: Path):
+    """Contract check with `mixnu eval judge` (fake OpenAI server): letters and medians line up.
+
+    The fake judge scores a response by its text, so an annotator who scores by the same rule
+    must agree with the judge perfectly, whatever letter each response was shown under.
+    """
+    from mixnu.eval.judge import JudgeConfig, judge
+    from mixnu.io import read_jsonl
+    from tests.eval.conftest import make_run
+    from tests.eval.fake_openai import FakeOpenAI, expected_scores
+
+    run = make_run(tmp_path / "run", n=6)
+    with FakeOpenAI() as srv:
+        judge(JudgeConfig(run_dir=run, judge_url=srv.base_url, judge_model="fake", rotations=2, timeout_s=5,
+                          backoff_base_s=0.01, backoff_max_s=0.05), quiet=True)
+    first = {r["prompt_id"]: r["order"] for r in read_jsonl(run / "judgments.jsonl") if r["rotation"] == 0}
+    session = open_session(AnnotateConfig(run_dir=run, sample=6))
+    for it in session.items:
+        assert [r.model for r in it.responses] == first[it.prompt_id]
+        for r in it.responses:
+            for c, v in expected_scores(r.text).items():
+                session.store.set_score("alice", it.item_id, r.letter, r.model, c, v)
+    res = compute_agreement(AgreementConfig(run_dir=run))
+    whole = next(p for p in res.pairs if p.category == "all" and p.criterion == "all")
+    assert (whole.a, whole.b, whole.n, whole.exact) == ("judge:fake", "alice", 6 * 3 * 3, 1.0)
+    assert whole.kappa == pytest.approx(1.0)

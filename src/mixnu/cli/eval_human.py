@@ -32,8 +32,7 @@ def register(group: typer.Typer) -> None:
     ) -> None:
         """Serve a local page where humans score a sample of responses 1-5, blind to the judge.
 
-        Scores are saved to RUN_DIR/annotations.sqlite the moment they are given; stop the server
-        with Ctrl-C at any time and start it again to continue.
+        Every score is saved to RUN_DIR/annotations.sqlite the moment it is given. Stop the server with Ctrl-C at any time and start it again to continue. Several annotators can score the same stored sample under their own names.
         """
         from mixnu.config import load_config
         from mixnu.console import stderr
@@ -50,6 +49,9 @@ def register(group: typer.Typer) -> None:
             what = "drew" if session.created else "continuing"
             stderr.print(f"{what} a sample of {len(session.items)} items (seed {session.seed}) from {run_dir}",
                          highlight=False)
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                stderr.print(f"warning: listening on {host}: anyone who can reach it can read the responses and "
+                             "score under any name (there is no login)", highlight=False)
             stderr.print(f"annotate at {url}   (Ctrl-C to stop; every score is already saved)",
                          highlight=False, soft_wrap=True)
 
