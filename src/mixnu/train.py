@@ -391,6 +391,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if mp == "bf16" else "no",
                               gradient_accumulation_steps=cfg.grad_accum)
     main = accelerator.is_main_process
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    if sharded and cfg.trainable in ("lora", "new_rows"):
+        raise ConfigError(f"trainable={cfg.trainable} runs on one device or DDP; use all/mlp/router with ZeRO-3 or FSDP")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no dataloader is prepared: say the sizes
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds.update(train_micro_batch_size_per_gpu=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+                  train_batch_size=cfg.batch_size * cfg.grad_accum * accelerator.num_processes,
+                  gradient_clipping=cfg.grad_clip)
     ckpt_dir = cfg.ckpt_dir()
     log_path = ckpt_dir / "log.jsonl"
 
@@ -399,8 +407,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     model, tokenizer = load_model(cfg.model, cfg)
     moe = is_moe(model.config)
     if cfg.trainable == "lora":
-        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
-            raise ConfigError("trainable=lora runs on one device or DDP; use all/mlp with ZeRO-3 or FSDP")
         model = _wrap_lora(model, cfg)
     groups, masked, n_old = select_trainable(model, cfg)
     if cfg.gradient_checkpointing:
