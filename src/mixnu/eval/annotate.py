@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,9 +207,9 @@ class AnnotateResult:
     done: dict[str, int]
 
 
-def serve_annotation(cfg: AnnotateConfig, on_ready: Callable[[str, AnnotationSession], None] | None = None,
-                     stop: threading.Event | None = None) -> AnnotateResult:
-    """Serve the annotation page until Ctrl-C (or `stop` is set); return the progress then.
+def serve_annotation(cfg: AnnotateConfig,
+                     on_ready: Callable[[str, AnnotationSession], None] | None = None) -> AnnotateResult:
+    """Serve the annotation page until Ctrl-C; return each annotator's progress then.
 
     `on_ready(url, session)` is called once the socket listens (with port 0, `url` has the real
     port). Every score is already on disk when the page says "saved"; stopping loses nothing.
@@ -225,8 +224,6 @@ def serve_annotation(cfg: AnnotateConfig, on_ready: Callable[[str, AnnotationSes
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
     if cfg.annotator:
         url += f"?annotator={cfg.annotator.replace(' ', '+')}"
-    if stop is not None:
-        threading.Thread(target=lambda: (stop.wait(), server.shutdown()), daemon=True).start()
     if on_ready is not None:
         on_ready(url, session)
     try:
