@@ -309,6 +309,13 @@ def unreachable(proto: Any, start: int) -> list[str]:
     return [p for p, ids, i in zip(pieces, encoded, range(start, len(proto.pieces)), strict=True) if ids != [i]]
 
 
+def reachable_share(model_file: str | Path, base_size: int) -> float:
+    """Share of added pieces (ids ≥ `base_size`) whose surface text encodes to exactly that piece."""
+    proto = load_sp_proto(model_file)
+    n_added = len(proto.pieces) - base_size
+    return 1.0 - len(unreachable(proto, base_size)) / n_added if n_added > 0 else 1.0
+
+
 def choose_pieces(base: Any, candidates: list[str], chars: list[str], budget: int) -> tuple[list[str], int]:
     """Pick `budget` pieces: the first reachable candidates, then `chars`; returns (pieces, dropped)."""
     n_multi = budget - len(chars)
