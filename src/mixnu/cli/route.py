@@ -1,15 +1,79 @@
-"""`mixnu route`: not built yet (issue #6). Replace this file when the stage lands."""
+"""`mixnu route` (train the routers of a merged MoE) and `mixnu routing` (which expert each domain
+uses). Both only parse options and call `mixnu.route`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from mixnu.cli._common import PLACEHOLDER_SETTINGS, not_available
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli.ppl import DataOpt, parse_data
 
 
 def register(app: typer.Typer) -> None:
-    """Add `mixnu route` to the root app."""
+    """Add `mixnu route` and `mixnu routing` to the root app."""
 
-    @app.command("route", context_settings=PLACEHOLDER_SETTINGS, help="(not available yet) Train the router of a merged MoE (load-balancing loss); analyse routing.")
-    def _placeholder(ctx: typer.Context) -> None:
-        not_available("route", 6)
+    @app.command("route")
+    def route(
+        model: Annotated[Path | None, typer.Option("--model", help="Merged MoE folder (output of mixnu merge).")] = None,
+        data: Annotated[list[Path] | None, typer.Option("--data", help="Mixed-domain corpus file (repeatable; pooled, shuffled).")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
+        trainable: Annotated[str | None, typer.Option("--trainable", help="router (default) | router_and_all.")] = None,
+        aux_coef: Annotated[float | None, typer.Option("--aux-loss-coef", help="Load-balancing loss weight (default 0.02).")] = None,
+        steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps (default 100).")] = None,
+        lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")] = None,
+        router_lr: Annotated[float | None, typer.Option("--router-lr", help="Routers' rate with router_and_all (default --lr).")] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Blocks per device per micro-step.")] = None,
+        seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per block.")] = None,
+        log_every: Annotated[int | None, typer.Option("--log-every", help="Log loss and expert load every N steps.")] = None,
+        save_every: Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps into <out>.ckpt/.")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in <out>.ckpt/.")] = False,
+        cpu: Annotated[bool, typer.Option("--cpu", help="Train on CPU even if a GPU is present.")] = False,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML file of RouteConfig (= TrainConfig) fields.")] = None,
+        sets: Sets = None,
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Train a merged MoE's routers (or routers + everything) with the load-balancing loss (BTX MiX stage)."""
+        from mixnu.cli._common import emit
+        from mixnu.cli.train import build_config
+        from mixnu.route import RouteConfig, load_markdown, train_router
+
+        cfg = build_config(RouteConfig, config, sets, {
+            "model": model, "data": data, "out": out, "trainable": trainable, "router_aux_loss_coef": aux_coef,
+            "steps": steps, "lr": lr, "router_lr": router_lr, "batch_size": batch_size, "seq_len": seq_len,
+            "log_every": log_every, "save_every": save_every, "resume": resume or None, "cpu": cpu or None,
+            "force": force or None, "quiet": quiet or None})
+        r = train_router(cfg)
+        emit(r, json_out, quiet, f"trained {cfg.trainable} for {r.train.steps} steps -> {r.train.out}/\n"
+                                 f"expert load per layer (share of top-k slots, last logged steps):\n"
+                                 f"{load_markdown(r.expert_load)}")
+
+    @app.command("routing")
+    def routing(
+        model: Annotated[Path | None, typer.Option("--model", help="MoE model folder (e.g. the output of mixnu merge/route).")] = None,
+        data: DataOpt = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Folder for routing.json, routing.md and PNGs (default routing-out).")] = None,
+        tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Tokenizer folder (default: the model's).")] = None,
+        max_chars: Annotated[int | None, typer.Option("--max-chars", help="Use only the first lines of each file, up to N characters.")] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Windows per forward pass (default 8).")] = None,
+        device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N or auto (default cpu).")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML file of RoutingConfig fields.")] = None,
+        sets: Sets = None,
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Share of tokens routed to each expert, per domain and layer (top-1 and top-k): heatmap PNG + JSON."""
+        from mixnu.cli._common import emit
+        from mixnu.config import load_config
+        from mixnu.route import RoutingConfig, routing_report
+
+        given = {"model": model, "data": parse_data(data), "out": out, "tokenizer": tokenizer, "max_chars": max_chars,
+                 "batch_size": batch_size, "device": device, "force": force or None, "quiet": quiet or None}
+        cfg = load_config(RoutingConfig, config, sets, defaults={k: v for k, v in given.items() if v is not None})
+        result = routing_report(cfg)
+        emit(result, json_out, quiet, f"{result.table}\n\nrouting written to {result.out}/")
