@@ -20,22 +20,35 @@ built in a temp folder beside the output and renamed at the end (`mixnu.io.atomi
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import re
 import resource
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from mixnu.config import StageConfig, dump_config, parse_overrides, read_yaml, validate_config
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
 from mixnu.io import atomic_dir, check_output, sha256_file, write_json, write_text
-from mixnu.merge_io import Checkpoint, ShardWriter, llama_tensor_names
+from mixnu.merge_io import (
+    OUT_TAGS,
+    STORAGE,
+    Checkpoint,
+    ShardWriter,
+    from_f32,
+    from_torch,
+    llama_tensor_names,
+    to_f32,
+    to_torch,
+)
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "chat_template.jinja", "chat_template.json")
@@ -275,13 +288,16 @@ def _shards(plan: list[_Out], itemsize: int, max_bytes: int) -> list[list[_Out]]
 
 
 class _Producer:
-    """Makes planned tensors chunk by chunk and keeps the memory accounting."""
+    """Makes planned tensors chunk by chunk (numpy storage arrays) and keeps the memory accounting.
+
+    Arithmetic is numpy: means are summed in float64, then rounded to float32 and to the output
+    dtype (as torch's `.double().mean().to(dtype)` does), so the usual merge never imports torch;
+    torch comes in only for the text-based router init.
+    """
 
     def __init__(self, dtype: str, cfg: MergeConfig | None, base: Checkpoint, forward: Any) -> None:
-        import torch
-
-        self.torch = torch
-        self.dtype = getattr(torch, dtype)
+        self.dtype = dtype
+        self.tag = OUT_TAGS[dtype]
         self.cfg = cfg
         self.base = base
         self.forward = forward
@@ -294,54 +310,55 @@ class _Producer:
         self.max_held = max(self.max_held, self.held_layer + fwd + live)
 
     def chunks(self, o: _Out):
-        """Yield (row_start, chunk in the output dtype) for one planned tensor."""
+        """Yield (row_start, storage array in the output dtype) for one planned tensor."""
         if o.kind == "router":
             yield 0, self.router(o)
             return
         rows = o.shape[0]
         per_row = max(1, (o.shape[1] if len(o.shape) > 1 else 1))
         step = max(1, CHUNK_ELEMS // per_row)
-        n = len(o.sources)
         for a in range(0, rows, step):
             b = min(rows, a + step)
-            whole = a == 0 and b == rows
             if o.kind == "copy":
                 ck, name = o.sources[0]
-                t = ck.read(name) if whole else ck.read(name, a, b)
-                out = t if t.dtype == self.dtype else t.to(self.dtype)
+                t = ck.read_array(name, a, b)
+                tag = ck.tensors[name].dtype
+                out = t if tag == self.tag else from_f32(to_f32(t, tag), self.dtype)
                 self.note(t.nbytes + (out.nbytes if out is not t else 0))
             else:
                 acc = None
                 for ck, name in o.sources:
-                    t = ck.read(name) if whole else ck.read(name, a, b)
-                    acc = t.double() if acc is None else acc.add_(t.double())
-                    self.note(t.nbytes * 2 + acc.nbytes * 2)
-                out = (acc / n).to(self.dtype)
+                    t = ck.read_array(name, a, b)
+                    x = to_f32(t, ck.tensors[name].dtype).astype(np.float64)
+                    if acc is None:
+                        acc = x
+                    else:
+                        acc += x
+                    self.note(t.nbytes + x.nbytes * 2)
+                acc /= len(o.sources)
+                out = from_f32(acc.astype(np.float32), self.dtype)
                 del acc
             yield a, out
 
-    def router(self, o: _Out):
-        torch = self.torch
+    def router(self, o: _Out) -> np.ndarray:
         init = self.cfg.router.init
         e, h = o.shape
         if init == "uniform":
-            w = torch.zeros(e, h)
-        elif init == "random":
+            return from_f32(np.zeros((e, h), np.float32), self.dtype)
+        if init == "random":
             std = float(self.base.config.get("initializer_range", 0.02))
-            w = _router_init().random_router(e, h, self.cfg.router.seed, o.layer, std)
-        else:
-            pre = f"model.layers.{o.layer}."
-            weights = {k[len(pre):]: v for k, v in self.layer.items() if k.startswith(pre) and "block_sparse" not in k}
-            xs = self.forward.router_inputs(o.layer, weights)
-            w = self.forward.centroid_router(xs)
-        return w.to(self.dtype)
+            return from_f32(_router_init().random_router(e, h, self.cfg.router.seed, o.layer, std), self.dtype)
+        pre = f"model.layers.{o.layer}."
+        weights = {k[len(pre):]: v for k, v in self.layer.items() if k.startswith(pre) and "block_sparse" not in k}
+        xs = self.forward.router_inputs(o.layer, weights)
+        return from_torch(self.forward.centroid_router(xs), self.dtype)
 
-    def keep(self, o: _Out, chunks: list[Any]) -> None:
-        """Remember the layer's weights while a text-based router init needs them."""
+    def keep(self, o: _Out, chunks: list[np.ndarray]) -> None:
+        """Remember the layer's weights (as torch tensors) while a text-based router init needs them."""
         if self.forward is not None and o.layer >= 0:
-            t = chunks[0] if len(chunks) == 1 else self.torch.cat(chunks)
-            self.layer[o.name] = t
-            self.held_layer += t.nbytes
+            arr = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            self.layer[o.name] = to_torch(arr, self.dtype)
+            self.held_layer += arr.nbytes
 
     def end_layer(self, layer: int, num_experts: int) -> None:
         if self.forward is not None:
@@ -362,22 +379,21 @@ def _router_init():
 def _write_weights(tmp: Path, plan: list[_Out], producer: _Producer, max_bytes: int, num_experts: int,
                    quiet: bool) -> tuple[list[str], int]:
     """Stream every planned tensor into shard files under `tmp`; write the index. Returns (shards, bytes)."""
-    itemsize = producer.torch.tensor([], dtype=producer.dtype).element_size()
+    itemsize = np.dtype(STORAGE[producer.tag]).itemsize
     groups = _shards(plan, itemsize, max_bytes)
     names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
     weight_map: dict[str, str] = {}
     total = 0
-    dtype_name = str(producer.dtype).removeprefix("torch.")
     with progress(quiet, "tensors") as bar:
         task = bar.add_task("merge", total=len(plan))
         for fname, group in zip(names, groups, strict=True):
-            writer = ShardWriter(tmp / fname, [(o.name, dtype_name, o.shape) for o in group])
+            writer = ShardWriter(tmp / fname, [(o.name, producer.dtype, o.shape) for o in group])
             for o in group:
                 kept = []
                 for row, chunk in producer.chunks(o):
                     writer.write(chunk)
                     if o.role == "embed" and producer.forward is not None:
-                        producer.forward.embed_rows(chunk, row)
+                        producer.forward.embed_rows(to_torch(chunk, producer.dtype), row)
                     if producer.forward is not None and o.layer >= 0:
                         kept.append(chunk)
                 producer.keep(o, kept)
@@ -428,22 +444,32 @@ def _model_card(cfg: MergeConfig, kind: str, hashes: dict[Path, str], summary: l
     )
 
 
+def _hash_files(paths: list[Path], stop: threading.Event) -> dict[Path, str]:
+    """sha256 of each file, read in 4 MB blocks into one reused buffer; gives up when `stop` is set."""
+    out = {}
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while (n := fh.readinto(buf)) and not stop.is_set():
+                h.update(view[:n])
+        out[p] = h.hexdigest()
+    return out
+
+
 def _experts_identical(experts: list[Checkpoint]) -> bool:
-    """True if every expert's MLP tensors equal the first expert's (stops at the first difference,
-    usually the first tensor read; holds two tensors at a time)."""
+    """True if every expert's MLP tensors equal the first expert's bit for bit (stops at the first
+    difference, usually the first tensor read; holds two tensors at a time)."""
     for i in range(experts[0].num_layers):
         for proj in ("gate", "up", "down"):
             name = f"model.layers.{i}.mlp.{proj}_proj.weight"
-            ref = experts[0].read(name)
-            if any(not _same(ref, ck.read(name)) for ck in experts[1:]):
-                return False
+            ref = experts[0].read_array(name)
+            for ck in experts[1:]:
+                other = ck.read_array(name)
+                if other.dtype != ref.dtype or other.tobytes() != ref.tobytes():
+                    return False
     return True
-
-
-def _same(a: Any, b: Any) -> bool:
-    import torch
-
-    return a.dtype == b.dtype and torch.equal(a, b)
 
 
 def _open_inputs(cfg: MergeConfig) -> tuple[Path, Checkpoint, list[Checkpoint], Path]:
@@ -467,15 +493,16 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
     """
     t0 = time.perf_counter()
     out, base, experts, tok_src = _open_inputs(cfg)
-    identical = _experts_identical(experts)
-    if identical and not cfg.allow_identical:
-        raise CheckpointError("all experts have identical MLP weights, so the mixture would be one model "
-                              "repeated; pass --allow-identical to merge anyway")
     corpora = [e.corpus for e in cfg.experts] if cfg.router.init == "data" else []
-    pool = concurrent.futures.ThreadPoolExecutor(1)
     inputs = _inputs([base, *experts], corpora)
-    hashing = pool.submit(lambda: {p: sha256_file(p) for p in inputs})
+    # hash every input on a second core while the merge runs (hashlib releases the GIL)
+    pool, stop = concurrent.futures.ThreadPoolExecutor(1), threading.Event()
+    hashing = pool.submit(_hash_files, inputs, stop)
     try:
+        identical = _experts_identical(experts)
+        if identical and not cfg.allow_identical:
+            raise CheckpointError("all experts have identical MLP weights, so the mixture would be one model "
+                                  "repeated; pass --allow-identical to merge anyway")
         forward = None
         if cfg.router.init in ("prompts", "data"):
             texts = _router_init().sample_texts(cfg.experts, cfg.router.init, cfg.router.samples, cfg.router.seed)
@@ -494,6 +521,7 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
                        f"router init: {cfg.router.init} (seed {cfg.router.seed})"]
             write_text(tmp / "README.md", _model_card(cfg, "mixtral", hashing.result(), summary))
     finally:
+        stop.set()  # an error must not wait for gigabytes of hashing
         pool.shutdown(wait=True, cancel_futures=True)
     return MergeResult(out, "mixtral", tuple(e.name for e in cfg.experts), base.num_layers, cfg.experts_per_token,
                        cfg.shared, cfg.router.init, cfg.dtype, tuple(shards), len(plan), params, total,

@@ -29,11 +29,11 @@ LOGIT_STD = 1.0
 
 
 def random_router(num_experts: int, hidden: int, seed: int, layer: int, std: float):
-    """Seeded N(0, std^2) router rows for one layer, (E, H) float32; independent of other layers."""
-    import torch
+    """Seeded N(0, std^2) router rows for one layer, (E, H) float32 numpy; independent of other layers."""
+    import numpy as np
 
-    gen = torch.Generator().manual_seed(int(seed) * 100_003 + layer)
-    return torch.randn(num_experts, hidden, generator=gen, dtype=torch.float32) * std
+    rng = np.random.default_rng([int(seed), int(layer)])
+    return (rng.standard_normal((num_experts, hidden), dtype=np.float32) * np.float32(std)).astype(np.float32)
 
 
 def sample_texts(experts: list[Any], init: str, samples: int, seed: int) -> list[list[str]]:
