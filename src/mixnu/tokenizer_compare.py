@@ -242,6 +242,7 @@ def plot_vocab_tokens(rows: list[dict[str, Any]], path: Path, title: str = "") -
         ax.scatter(r["vocab"], r["tokens_per_line"], s=40)
         ax.annotate(r["tokenizer"], (r["vocab"], r["tokens_per_line"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("vocabulary size")
     ax.set_ylabel("average tokens per line")
     ax.set_title(title or "vocabulary size vs tokens per line (lower is better)")
