@@ -9,6 +9,9 @@ Writing: `ShardWriter` writes one safetensors file whose header is known in adva
 name, dtype and shape is planned before any data is read) and then streams tensor bytes in order,
 chunk by chunk, so no output shard is ever held in memory.
 
+Checks: `check_compatible` (experts vs base: architecture, shapes) and `tokenizer_source`
+(same tokenizer). `mixtral_config` turns the base's Llama config.json into the MoE's.
+
 Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused, never unpickled.
 """
 
@@ -22,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mixnu.errors import CheckpointError
+from mixnu.errors import CheckpointError, TokenizerError
+from mixnu.io import sha256_file
 
 # safetensors dtype tag -> (torch dtype name, bytes per element)
 ST_DTYPES: dict[str, tuple[str, int]] = {
@@ -301,3 +305,106 @@ class ShardWriter:
         self._fh.close()
         if self._written != self.total:
             raise RuntimeError(f"{self.path}: wrote {self._written} bytes, planned {self.total}")
+
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja", "chat_template.json")
+LLAMA_DEFAULTS = {"rms_norm_eps": 1e-6, "max_position_embeddings": 2048, "tie_word_embeddings": False}
+ROUTER_AUX_LOSS_COEF = 0.02  # Mixtral-8x7B's released value
+_ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps", "max_position_embeddings", "hidden_act")
+
+
+def normalized_rope(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`rope_parameters` as transformers 5 stores them, from either that key or legacy rope_theta/rope_scaling."""
+    rp = cfg.get("rope_parameters")
+    if isinstance(rp, dict) and "rope_theta" in rp:
+        return dict(rp)
+    scaling = dict(cfg.get("rope_scaling") or {})
+    rope_type = scaling.pop("rope_type", None) or scaling.pop("type", None) or "default"
+    scaling.pop("type", None)
+    return {"rope_type": rope_type, **scaling, "rope_theta": float(cfg.get("rope_theta", 10000.0))}
+
+
+def _arch(ck: Checkpoint) -> dict[str, Any]:
+    c = ck.config
+    out = {k: c.get(k, LLAMA_DEFAULTS.get(k)) for k in _ARCH_KEYS}
+    out["num_key_value_heads"] = c.get("num_key_value_heads") or c.get("num_attention_heads")
+    out["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    out["hidden_act"] = c.get("hidden_act", "silu")
+    out["rope"] = normalized_rope(c)
+    return out
+
+
+def check_compatible(base: Checkpoint, experts: list[Checkpoint]) -> None:
+    ref = _arch(base)
+    for ck in experts:
+        arch = _arch(ck)
+        for key, want in ref.items():
+            if arch[key] != want:
+                raise CheckpointError(
+                    f"{ck.label} ({ck.path}) differs from the base in {key} ({arch[key]} vs {want}); "
+                    "every expert must be trained from the base with its architecture and vocabulary"
+                )
+        for name, info in base.tensors.items():
+            if ck.tensors[name].shape != info.shape:
+                raise CheckpointError(
+                    f"{ck.label} ({ck.path}): {name} has shape {list(ck.tensors[name].shape)}, "
+                    f"the base {list(info.shape)}; every expert must have the base's shapes"
+                )
+
+
+def _tokenizer_vocab(path: Path) -> Any:
+    try:
+        tj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"{path} is not valid JSON ({exc}); re-save the tokenizer") from None
+    return [tj.get("model"), tj.get("added_tokens")]
+
+
+def tokenizer_source(base: Checkpoint, experts: list[Checkpoint]) -> Path:
+    """The folder whose tokenizer is copied (the base's); refuses experts whose tokenizer differs.
+
+    `tokenizer.model` must be byte-identical; `tokenizer.json` must hold the same model (vocab,
+    merges) and added tokens (other fields, e.g. truncation settings, may differ).
+    """
+    files = ("tokenizer.model", "tokenizer.json")
+    ref = {f: sha256_file(base.path / f) for f in files if (base.path / f).is_file()}
+    if not ref:
+        raise TokenizerError(f"base: {base.path} has no tokenizer (tokenizer.json or tokenizer.model); save it there")
+    for ck in experts:
+        for f in files:
+            if f not in ref or not (ck.path / f).is_file() or sha256_file(ck.path / f) == ref[f]:
+                continue
+            if f == "tokenizer.json" and _tokenizer_vocab(ck.path / f) == _tokenizer_vocab(base.path / f):
+                continue
+            what = "SentencePiece model" if f == "tokenizer.model" else "vocabulary"
+            raise TokenizerError(f"{ck.label} ({ck.path}) has a different tokenizer {what} from the base; "
+                                 "experts must use the base's tokenizer")
+    return base.path
+
+
+def mixtral_config(base: dict[str, Any], num_experts: int, top_k: int, dtype: str) -> dict[str, Any]:
+    """config.json of the MoE: every Llama field set explicitly (Mixtral's defaults differ) + the experts.
+
+    Rope is written as transformers 5 stores it (`rope_parameters`) and, for runtimes that read
+    older configs (vLLM, llama.cpp's converter), also as `rope_theta` / `rope_scaling`.
+    """
+    arch = {k: base.get(k, LLAMA_DEFAULTS.get(k)) for k in _ARCH_KEYS}
+    rope = normalized_rope(base)
+    scaling = {k: v for k, v in rope.items() if k != "rope_theta"} if rope["rope_type"] != "default" else None
+    cfg: dict[str, Any] = {
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", **arch,
+        "num_key_value_heads": base.get("num_key_value_heads") or base["num_attention_heads"],
+        "head_dim": base.get("head_dim") or base["hidden_size"] // base["num_attention_heads"],
+        "hidden_act": base.get("hidden_act", "silu"),
+        "initializer_range": base.get("initializer_range", 0.02),
+        "bos_token_id": base.get("bos_token_id"), "eos_token_id": base.get("eos_token_id"),
+        "pad_token_id": base.get("pad_token_id"), "attention_dropout": base.get("attention_dropout", 0.0),
+        "rope_parameters": rope, "rope_theta": rope["rope_theta"], "rope_scaling": scaling,
+        "sliding_window": base.get("sliding_window") if base.get("model_type") == "mistral" else None,
+        "num_local_experts": num_experts, "num_experts_per_tok": top_k,
+        "router_aux_loss_coef": ROUTER_AUX_LOSS_COEF, "router_jitter_noise": 0.0, "output_router_logits": False,
+        "use_cache": True, "dtype": dtype,
+    }
+    return cfg

@@ -70,6 +70,7 @@ def _moe(x, router_w, experts: list[tuple[Any, Any, Any]], top_k: int):
         if tok.numel() == 0:
             continue
         h = x[tok]
+        w1, w2, w3 = w1.float(), w2.float(), w3.float()  # one expert in float32 at a time
         y = F.linear(F.silu(F.linear(h, w1)) * F.linear(h, w3), w2)
         out.index_add_(0, tok, y * top_w[tok, slot, None])
     return out
@@ -170,12 +171,14 @@ class TextForward:
         return (u * scale).float()
 
     def advance(self, router_w, experts: list[tuple[Any, Any, Any]]) -> None:
-        """Finish the layer: h += MoE(router inputs) with the layer's router and experts (fp32 copies)."""
+        """Finish the layer: h += MoE(router inputs) with the layer's router and experts (output dtype)."""
         import torch
 
-        ex = [tuple(w.float() for w in e) for e in experts]
-        with torch.no_grad():
-            for g, group in enumerate(self.hidden):
+        xs = [x for group in self._x for x in group]
+        with torch.no_grad():  # the MoE is per token: all texts go through it as one (T_total, H) batch
+            parts = iter(torch.split(_moe(torch.cat(xs), router_w.float(), experts, self.top_k),
+                                     [x.shape[0] for x in xs]))
+            for group in self.hidden:
                 for i, h in enumerate(group):
-                    group[i] = h + _moe(self._x[g][i], router_w.float(), ex, self.top_k)
+                    group[i] = h + next(parts)
         self._x = []
