@@ -1,26 +1,90 @@
-"""The demo runs on a `--data` folder and refuses a folder without domain files."""
+"""`mixnu demo --fast` runs the whole recipe end to end on a small `--data` folder (the pipeline and
+its outputs, not the targets, which need the full recipe); bad input gives one clear line."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 
-def test_demo_on_small_data_folder(tmp_path, corpora, run_cli):
+from mixnu.demo import DemoConfig
+
+
+def _small_data(tmp_path, corpora, domains=("law", "daily"), lines=300):
     data = tmp_path / "data"
     data.mkdir()
-    for domain in ("law", "daily"):
-        lines = corpora[domain].read_text(encoding="utf-8").splitlines()[:300]
-        (data / f"{domain}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    rc, _, err = run_cli("demo", "--data", data, "--out", tmp_path / "out", "--quiet")
+    for domain in domains:
+        text = corpora[domain].read_text(encoding="utf-8").splitlines()[:lines]
+        (data / f"{domain}.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
+    return data
+
+
+def test_demo_fast_end_to_end(tmp_path, corpora, run_cli):
+    data = _small_data(tmp_path, corpora)
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli("demo", "--data", data, "--out", out, "--fast", "--quiet", "--json", "-",
+                              "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
+                              "--set", "model.seq_len=32", "--set", "eval.max_chars=300",
+                              "--set", "tokenizer.vocab_size=33000", "--set", "keep_models=false")
     assert rc == 0, err
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(results["corpus"]) == {"law", "daily"}
-    assert results["corpus"]["law"]["lines"] == 300
-    assert "## Wall time per step" in (tmp_path / "out" / "summary.md").read_text()
+    printed = json.loads(stdout)
+    results = json.loads((out / "results.json").read_text())
+    rows = set(results["bits_per_char"])
+    assert rows == {"base", "expert:law", "expert:daily", "weight-average",
+                    "moe (data init, before router training)", "moe (random init, before router training)",
+                    "moe (data init, after router training)"}
+    assert all(set(v) == {"law", "daily"} and all(x > 0 for x in v.values()) for v in results["bits_per_char"].values())
+    # every target is evaluated (pass or not) with its numbers
+    assert set(results["targets"]) == {"moe_beats_base_and_average", "moe_within_3pct_of_oracle",
+                                       "min_expert_load_5pct", "experts_specialise"}
+    assert printed["targets"] == results["targets"]
+    routing = results["routing"]["moe (data init, after router training)"]
+    assert len(routing["top1"]["law"]) == 2 and len(routing["top1"]["law"][0]) == 2  # 2 layers x 2 experts
+    for step in ("tokenizer", "base", "expert:law", "expert:daily", "merge:data", "route", "evaluate"):
+        assert results["steps"][step] >= 0
+    assert results["tokenizers"][0]["vocab"] == 32000 and results["tokenizers"][1]["vocab"] == 33000
+    assert set(results["generations"]) == rows and all(len(g) == 1 for g in results["generations"].values())
+    summary = (out / "summary.md").read_text()
+    for section in ("## Held-out bits per character", "## Targets", "## Tokenizers", "## Wall time per step",
+                    "## Generations"):
+        assert section in summary
+    for png in ("routing_heatmap.png", "routing_layers.png", "bits_per_char.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "models").exists()  # keep_models=false
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp folder left
 
 
 def test_demo_refuses_folder_without_domain_files(tmp_path, run_cli):
     (tmp_path / "empty").mkdir()
     rc, _, err = run_cli("demo", "--data", tmp_path / "empty", "--out", tmp_path / "out")
-    assert rc == 1 and "no domain files" in err
+    assert rc == 1 and "no domain files" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_domain_file_too_small(tmp_path, corpora, run_cli):
+    data = _small_data(tmp_path, corpora)
+    (data / "daily.txt").write_text("안녕하세요\n", encoding="utf-8")
+    rc, _, err = run_cli("demo", "--data", data, "--out", tmp_path / "out", "--fast", "--quiet",
+                         "--set", "tokenizer.vocab_size=33000")
+    assert rc == 1 and "fewer than one training sequence" in err and "daily.txt" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_domain_without_heldout(tmp_path, corpora, run_cli):
+    data = _small_data(tmp_path, corpora, domains=("law",))
+    (data / "poetry.txt").write_text("시\n" * 10, encoding="utf-8")
+    rc, _, err = run_cli("demo", "--data", data, "--out", tmp_path / "out")
+    assert rc == 1 and "no held-out file for domain 'poetry'" in err
+
+
+def test_demo_recipe_validates():
+    from pathlib import Path
+
+    from mixnu.config import load_config
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "toy" / "demo.yaml"
+    cfg = load_config(DemoConfig, recipe)
+    assert cfg.experts.trainable == "mlp" and cfg.route.trainable in ("router", "router_and_all")
+    with pytest.raises(Exception, match="unknown_key"):
+        load_config(DemoConfig, recipe, ["unknown_key=1"])

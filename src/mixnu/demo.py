@@ -1,68 +1,309 @@
 """The whole recipe at toy scale on a CPU: `mixnu demo` / `make demo`.
 
-Runs every stage that exists, end to end, on the shared corpora (or `--data DIR` holding one
-corpus file per domain) and writes a results folder: `results.json`, `summary.md` and plots.
-Each step's wall time is recorded. Stages are added here as they land.
+Steps, each through the toolkit's own stage functions (so the demo is also their integration test):
+1. `tokenizer`: extend the Llama-2 SentencePiece tokenizer with Korean pieces (`extend_tokenizer`;
+   a small added vocabulary, see docs/demo.md) and compare it with Llama-2's on the dev set;
+2. `init`: a tiny Llama built from scratch with that vocabulary (real 7B weights are not available);
+3. `base`: pretrain it briefly on the mix of all domains (`mixnu.train.train`);
+4. `expert:<domain>`: branch one expert per domain and train it on its own corpus (`train`);
+5. `merge`: BTX merge into a Mixtral MoE, once per router init (`merge_experts`), and the dense
+   weight average of the experts (`average_experts`), the baseline BTX must beat;
+6. `route`: train the routers (or routers + all) on the mix with the load-balancing loss (`train_router`);
+7. `evaluate`: held-out bits/char per domain for every model (`mixnu.perplexity`), routing shares per
+   domain x layer x expert (`mixnu.route.analyze_routing`), a few generations per model.
+
+Inputs: `data` (one corpus file per domain; default the shared corpora) and `eval_data` (a
+`<domain>_heldout.txt` per domain; default the shared held-out files, never trained on).
+Writes `out/` atomically: `results.json`, `summary.md`, `routing_heatmap.png`, `routing_layers.png`,
+`bits_per_char.png`, and `models/` (every checkpoint, loadable with `from_pretrained`) unless
+`keep_models` is false.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mixnu.config import StageConfig
 from mixnu.console import stderr
-from mixnu.io import atomic_dir, read_corpus, write_json, write_text
-from mixnu.shared import corpus_files, heldout_files
+from mixnu.errors import DataError
+from mixnu.io import atomic_dir, read_corpus
+from mixnu.shared import corpus_files, data_dir, heldout_files, llama2_tokenizer_model
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenizerPart(_Section):
+    vocab_size: int = Field(36000, gt=32000, description="Llama-2's 32,000 pieces + the added Korean pieces")
+    sample_lines: int = Field(20000, ge=100, description="corpus lines that train the Korean pieces")
+
+
+class ModelPart(_Section):
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(1024, ge=8)
+    tie_word_embeddings: bool = True
+    seq_len: int = Field(128, ge=8)
+
+
+class TrainPart(_Section):
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(4, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    trainable: Literal["all", "mlp", "router", "router_and_all"] = "all"
+    router_lr: float | None = None
+    router_aux_loss_coef: float | None = None
+
+
+class MergePart(_Section):
+    shared: Literal["average", "base"] = "average"
+    router_inits: list[Literal["random", "uniform", "data"]] = Field(["data", "random"], min_length=1,
+                                                                     description="first one is router-trained")
+    experts_per_token: int = Field(2, ge=1)
+    init_samples: int = Field(64, ge=1)
+
+
+class EvalPart(_Section):
+    max_chars: int | None = Field(None, ge=100, description="per domain held-out characters (None: all)")
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(256, ge=16)
+    prompt: str = "이번 수능은 불수능이었어요."
+    max_new_tokens: int = Field(40, ge=1)
+    generations: int = Field(2, ge=0, description="samples per model for the prompt")
 
 
 class DemoConfig(StageConfig):
-    """Settings of the toy-scale run."""
+    """Settings of the toy-scale run (recipes/toy/demo.yaml holds the recipe that meets the targets)."""
 
     out: Path = Path("demo-out")
     data: Path | None = Field(None, description="folder with one corpus file per domain (default: shared corpora)")
     eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: shared eval)")
-    max_lines: int = Field(20000, ge=100, description="lines read per domain corpus")
+    max_lines: int | None = Field(None, ge=10, description="lines read per domain corpus (None: all)")
     seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    tokenizer: TokenizerPart = Field(default_factory=TokenizerPart)
+    model: ModelPart = Field(default_factory=ModelPart)
+    base: TrainPart = Field(default_factory=lambda: TrainPart(steps=300, lr=3e-3))
+    experts: TrainPart = Field(default_factory=lambda: TrainPart(steps=200, lr=3e-3, trainable="mlp"))
+    merge: MergePart = Field(default_factory=MergePart)
+    route: TrainPart = Field(default_factory=lambda: TrainPart(steps=100, lr=1e-3, trainable="router_and_all",
+                                                               router_aux_loss_coef=0.02))
+    eval: EvalPart = Field(default_factory=EvalPart)
+    keep_models: bool = True
+    fast: bool = Field(False, description="a few steps of everything: checks the pipeline, not the targets")
     force: bool = False
     quiet: bool = False
+
+    @model_validator(mode="after")
+    def _fast(self) -> DemoConfig:
+        if self.fast:
+            object.__setattr__(self, "tokenizer", self.tokenizer.model_copy(update={"sample_lines": 2000}))
+            for part, steps in (("base", 4), ("experts", 2), ("route", 2)):
+                object.__setattr__(self, part, getattr(self, part).model_copy(update={"steps": steps, "warmup_steps": 0}))
+            object.__setattr__(self, "eval", self.eval.model_copy(update={"max_chars": min(self.eval.max_chars or 600, 600),
+                                                                          "max_new_tokens": 8, "generations": 1}))
+        return self
 
 
 @dataclass(frozen=True)
 class DemoResult:
     out: Path
     steps: dict[str, float] = field(default_factory=dict)  # step -> wall seconds
-    corpus: dict[str, dict[str, float]] = field(default_factory=dict)
+    table: str = ""
+    targets: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
 
 
-def _corpus_stats(files: dict[str, Path], max_lines: int) -> dict[str, dict[str, float]]:
-    stats = {}
+class _Clock:
+    """Wall time per step, printed as each step ends."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.steps: dict[str, float] = {}
+        self.quiet = quiet
+
+    def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.steps[name] = round(time.perf_counter() - t0, 2)
+        if not self.quiet:
+            stderr.print(f"[green]step {name}[/green] done in {self.steps[name]:.1f} s")
+        return out
+
+
+def _inputs(cfg: DemoConfig) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Domain -> corpus file and domain -> held-out file; one-line errors for what is missing."""
+    files = corpus_files(cfg.data)
+    held = heldout_files(cfg.eval_data)
+    missing = [d for d in files if d not in held]
+    if missing:
+        where = cfg.eval_data or data_dir() / "eval"
+        raise DataError(f"no held-out file for domain '{missing[0]}' in {where}; add {missing[0]}_heldout.txt "
+                        "there or point eval_data at a folder that has one per domain")
+    return files, {d: held[d] for d in files}
+
+
+def _make_tokenizer(cfg: DemoConfig, files: dict[str, Path], work: Path) -> Path:
+    from mixnu.tokenizer import ExtendConfig, extend_tokenizer
+
+    out = work / "tokenizer"
+    extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=list(files.values()), out=out,
+                                  vocab_size=cfg.tokenizer.vocab_size, sample_lines=cfg.tokenizer.sample_lines,
+                                  force=True, quiet=True))
+    return out
+
+
+def _check_sizes(cfg: DemoConfig, files: dict[str, Path], tok_dir: Path) -> None:
+    """A domain file must hold at least one training sequence (+1 token) with this tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    need = cfg.model.seq_len + 1
     for domain, path in files.items():
-        lines = read_corpus(path, max_lines=max_lines)
-        chars = sum(len(x) for x in lines)
-        hangul = sum(1 for x in lines for ch in x if "가" <= ch <= "힣")
-        stats[domain] = {"lines": len(lines), "chars": chars, "hangul_share": round(hangul / max(chars, 1), 4)}
-    return stats
+        n = 0
+        for line in read_corpus(path, max_lines=cfg.max_lines):
+            n += len(tok(line, add_special_tokens=True)["input_ids"]) + 1
+            if n >= need:
+                break
+        if n < need:
+            raise DataError(f"{path}: only {n} tokens, fewer than one training sequence ({need}); "
+                            f"give the '{domain}' corpus more text or lower model.seq_len")
+
+
+def _init_base(cfg: DemoConfig, tok_dir: Path, out: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    m = cfg.model
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+                         num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
+                         num_key_value_heads=m.num_heads, max_position_embeddings=max(512, 2 * m.seq_len),
+                         tie_word_embeddings=m.tie_word_embeddings, rope_theta=10000.0, rms_norm_eps=1e-5,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(cfg.seed)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    if (tok_dir / "tokenizer.model").is_file():
+        shutil.copy(tok_dir / "tokenizer.model", out / "tokenizer.model")
+    return out
+
+
+def _train(cfg: DemoConfig, part: TrainPart, model: Path, data: list[Path], out: Path, seed: int) -> Any:
+    from mixnu.route import RouteConfig, train_router
+    from mixnu.train import TrainConfig, train
+
+    fields = dict(model=model, data=data, out=out, steps=part.steps, lr=part.lr, batch_size=part.batch_size,
+                  seq_len=cfg.model.seq_len, warmup_steps=part.warmup_steps, weight_decay=part.weight_decay,
+                  trainable=part.trainable, max_lines=cfg.max_lines, eval_tokens=1024, seed=seed, cpu=True,
+                  precision="fp32", cache_dir=out.parent / ".cache", log_every=max(1, part.steps // 10),
+                  quiet=cfg.quiet, force=True)
+    if part.trainable in ("router", "router_and_all"):
+        return train_router(RouteConfig(**fields, router_lr=part.router_lr,
+                                        router_aux_loss_coef=part.router_aux_loss_coef))
+    return train(TrainConfig(**fields))
+
+
+def _merge(cfg: DemoConfig, base: Path, experts: dict[str, Path], files: dict[str, Path], out: Path,
+           init: str | None) -> Path:
+    from mixnu.merge import ExpertSpec, MergeConfig, RouterConfig, average_experts, merge_experts
+
+    mc = MergeConfig(base=base, experts=[ExpertSpec(name=d, path=p, corpus=files[d]) for d, p in experts.items()],
+                     experts_per_token=cfg.merge.experts_per_token, dtype="float32", shared=cfg.merge.shared,
+                     router=RouterConfig(init=init or "random", seed=cfg.seed, samples=cfg.merge.init_samples),
+                     out=out, force=True, quiet=True)
+    if init is None:
+        average_experts(mc)
+    else:
+        merge_experts(mc)
+    return out
+
+
+def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
+    import torch
+
+    ids = tok(cfg.eval.prompt, return_tensors="pt")
+    outs = []
+    for i in range(cfg.eval.generations):
+        torch.manual_seed(cfg.seed + i)
+        with torch.no_grad():
+            gen = model.generate(**ids, max_new_tokens=cfg.eval.max_new_tokens, do_sample=True, top_p=0.9,
+                                 temperature=0.8, repetition_penalty=1.2, pad_token_id=tok.eos_token_id)
+        outs.append(tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    return outs
+
+
+def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -> dict[str, Any]:
+    """bits/char of every model; routing stats of every MoE; generations."""
+    from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
+    from mixnu.route import analyze_routing
+
+    texts = {d: read_texts(p, cfg.eval.max_chars) for d, p in held.items()}
+    out: dict[str, Any] = {"scores": {}, "routing": {}, "generations": {}}
+    for name, path in models.items():
+        model, tok = load_model(path), load_tokenizer(path)
+        kw = dict(name=name, max_length=cfg.eval.max_length, batch_size=cfg.eval.batch_size, quiet=cfg.quiet)
+        if getattr(model.config, "num_local_experts", None):
+            stats = analyze_routing(model, tok, texts, **kw)
+            out["routing"][name], scores = stats, stats.scores
+        else:
+            scores = score_model(model, tok, texts, **kw)
+        out["scores"][name] = scores
+        out["generations"][name] = _generate(model, tok, cfg) if cfg.eval.generations else []
+        del model
+    return out
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
-    """Run the recipe's available stages and write `cfg.out` (atomically, as one folder)."""
-    files = corpus_files(cfg.data)
-    heldout_files(cfg.eval_data)  # fail early if evaluation text is missing
-    steps: dict[str, float] = {}
+    """Run the recipe end to end and write `cfg.out` (see the module docstring)."""
+    import torch
+
+    from mixnu import demo_report as report
+
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    files, held = _inputs(cfg)
+    clock = _Clock(cfg.quiet)
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
-        t0 = time.perf_counter()
-        stats = _corpus_stats(files, cfg.max_lines)
-        steps["data"] = round(time.perf_counter() - t0, 2)
-        if not cfg.quiet:
-            stderr.print(f"[green]step data[/green] read {len(files)} domains in {steps['data']} s")
-        table = ["| domain | lines | chars | Hangul share |", "|---|---:|---:|---:|"]
-        table += [f"| {d} | {s['lines']:,} | {s['chars']:,} | {s['hangul_share']:.1%} |" for d, s in stats.items()]
-        timing = ["| step | wall (s) |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in steps.items()]
-        write_text(tmp / "summary.md", "# mixnu demo\n\n## Data\n\n" + "\n".join(table)
-                   + "\n\n## Wall time per step\n\n" + "\n".join(timing) + "\n")
-        write_json(tmp / "results.json", {"steps": steps, "corpus": stats})
-    return DemoResult(out=cfg.out, steps=steps, corpus=stats)
+        work = tmp / "models"
+        tok_dir = clock.run("tokenizer", _make_tokenizer, cfg, files, work)
+        tok_table = clock.run("tokenizer table", report.tokenizer_table, tok_dir, cfg)
+        _check_sizes(cfg, files, tok_dir)
+        init = clock.run("init", _init_base, cfg, tok_dir, work / "init")
+        data = list(files.values())
+        base_res = clock.run("base", _train, cfg, cfg.base, init, data, work / "base", cfg.seed)
+        experts, train_info = {}, {"base": report.train_info(base_res)}
+        for i, (d, path) in enumerate(files.items()):
+            r = clock.run(f"expert:{d}", _train, cfg, cfg.experts, work / "base", [path], work / f"expert-{d}",
+                          cfg.seed + 1 + i)
+            experts[d], train_info[f"expert:{d}"] = work / f"expert-{d}", report.train_info(r)
+        clock.run("average", _merge, cfg, work / "base", experts, files, work / "average", None)
+        moes = {}
+        for init_kind in cfg.merge.router_inits:
+            moes[init_kind] = clock.run(f"merge:{init_kind}", _merge, cfg, work / "base", experts, files,
+                                        work / f"moe-{init_kind}", init_kind)
+        first = cfg.merge.router_inits[0]
+        route_res = clock.run("route", _train, cfg, cfg.route, moes[first], data, work / "moe-routed", cfg.seed + 9)
+        train_info["route"] = report.train_info(route_res.train) | {"expert_load": route_res.expert_load}
+        models = {"base": work / "base", **{f"expert:{d}": p for d, p in experts.items()},
+                  "weight-average": work / "average",
+                  **{f"moe ({k} init, before router training)": p for k, p in moes.items()},
+                  f"moe ({first} init, after router training)": work / "moe-routed"}
+        ev = clock.run("evaluate", _evaluate, cfg, models, held)
+        wall = round(time.perf_counter() - t_start, 1)
+        result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall)
+        if not cfg.keep_models:
+            shutil.rmtree(work)
+        else:
+            shutil.rmtree(work / ".cache", ignore_errors=True)
+    return DemoResult(out=cfg.out, steps=clock.steps, table=result["table"], targets=result["targets"], wall_s=wall)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "toy" / "demo.yaml"
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +20,8 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Annotated[Path, typer.Option("--out", help="Results folder to write.")] = Path("demo-out"),
         data: Annotated[Path | None, typer.Option("--data", help="Folder with one corpus file per domain.")] = None,
-        config: Annotated[Path | None, typer.Option("--config", help="YAML file of DemoConfig fields.")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML file of DemoConfig fields (default recipes/toy/demo.yaml if present).")] = None,
+        fast: Annotated[bool, typer.Option("--fast", help="A few steps of everything: checks the pipeline, not the targets.")] = False,
         sets: Sets = None,
         force: Force = False,
         quiet: Quiet = False,
@@ -28,7 +32,11 @@ def register(app: typer.Typer) -> None:
         from mixnu.config import load_config
         from mixnu.demo import DemoConfig, run_demo
 
-        defaults = {"out": str(out), "data": str(data) if data else None, "force": force, "quiet": quiet}
-        cfg = load_config(DemoConfig, config, sets, defaults=defaults)
+        if config is None and DEFAULT_RECIPE.is_file():
+            config = DEFAULT_RECIPE
+        given = {"out": json.dumps(str(out)), "data": json.dumps(str(data)) if data else None,
+                 "force": force or None, "quiet": quiet or None, "fast": fast or None}  # JSON strings are YAML
+        cfg = load_config(DemoConfig, config, [*(f"{k}={v}" for k, v in given.items() if v is not None), *(sets or [])])
         result = run_demo(cfg)
-        emit(result, json_out, quiet, f"demo results in {result.out}/ (summary.md, results.json)")
+        emit(result, json_out, quiet, f"{result.table}\n\ntotal {result.wall_s / 60:.1f} min; "
+                                      f"results in {result.out}/ (summary.md, results.json, PNGs)")

@@ -1,0 +1,176 @@
+"""The demo's report: results table, the issue's targets checked, plots, `summary.md`, `results.json`.
+
+Kept apart from `mixnu.demo` (which runs the stages) so each stays readable in one sitting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mixnu.io import atomic_write, to_jsonable, write_json, write_text
+from mixnu.shared import data_dir, llama2_tokenizer_model
+
+BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+
+
+def tokenizer_table(tok_dir: Path, cfg: Any) -> list[dict[str, Any]]:
+    """Llama-2 vs the extended tokenizer on the dev set: vocab, % byte-fallback tokens, tokens/sentence.
+
+    Uses the dev set `<shared>/data/eval/dev_sentences.tsv` (the card's table, at toy scale).
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from mixnu.io import read_domain_tsv
+
+    rows = read_domain_tsv(data_dir() / "eval" / "dev_sentences.tsv")
+    texts = [t for _, t in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(llama2_tokenizer_model(), Path(tmp) / "tokenizer.model")
+        tokenizers = {"Llama-2": AutoTokenizer.from_pretrained(tmp), "extended (demo)": AutoTokenizer.from_pretrained(tok_dir)}
+        out = []
+        for name, tok in tokenizers.items():
+            ids = tok(texts, add_special_tokens=False)["input_ids"]
+            byte_ids = {i for p, i in tok.get_vocab().items() if BYTE_PIECE.match(p)}
+            n = sum(len(x) for x in ids)
+            n_bytes = sum(1 for x in ids for i in x if i in byte_ids)
+            chars = sum(len(t) for t in texts)
+            out.append({"tokenizer": name, "vocab": len(tok), "byte_fallback_pct": round(100 * n_bytes / n, 2),
+                        "tokens_per_sentence": round(n / len(texts), 2), "tokens_per_char": round(n / chars, 3)})
+    return out
+
+
+def train_info(r: Any) -> dict[str, Any]:
+    """The few fields of a `TrainResult` the report shows."""
+    return {"steps": r.steps, "tokens": r.tokens, "tokens_per_s": r.tokens_per_s, "train_loss": round(r.train_loss, 4),
+            "trainable_params": r.trainable_params, "total_params": r.total_params}
+
+
+def check_targets(bpc: dict[str, dict[str, float]], domains: list[str], moe: str, min_load: float) -> dict[str, Any]:
+    """The issue's four quality targets, each with its numbers and pass/fail."""
+    base, avg, m = bpc["base"], bpc["weight-average"], bpc[moe]
+    experts = {d: bpc[f"expert:{d}"] for d in domains if f"expert:{d}" in bpc}
+    oracle = {d: min(e[d] for e in experts.values()) for d in domains}
+    oracle_mean = sum(oracle.values()) / len(domains)
+    moe_mean = sum(m[d] for d in domains) / len(domains)
+    own = {d: {"vs_base_pct": round(100 * (experts[d][d] / base[d] - 1), 2),
+               "best_on_own_domain": all(experts[d][d] < experts[e][d] for e in experts if e != d)} for d in experts}
+    return {
+        "moe_beats_base_and_average": {
+            "pass": all(m[d] < base[d] and m[d] < avg[d] for d in domains),
+            "moe_vs_base_pct": {d: round(100 * (m[d] / base[d] - 1), 2) for d in domains},
+            "moe_vs_average_pct": {d: round(100 * (m[d] / avg[d] - 1), 2) for d in domains}},
+        "moe_within_3pct_of_oracle": {"pass": moe_mean <= 1.03 * oracle_mean, "moe_mean": round(moe_mean, 4),
+                                      "oracle_mean": round(oracle_mean, 4),
+                                      "gap_pct": round(100 * (moe_mean / oracle_mean - 1), 2)},
+        "min_expert_load_5pct": {"pass": min_load >= 0.05, "min_top1_share": round(min_load, 4)},
+        "experts_specialise": {"pass": all(v["vs_base_pct"] <= -4.0 and v["best_on_own_domain"] for v in own.values()),
+                               "per_domain": own},
+    }
+
+
+def results_table(bpc: dict[str, dict[str, float]], domains: list[str]) -> str:
+    head = "| model | " + " | ".join(domains) + " | mean |"
+    lines = [head, "|---|" + "---:|" * (len(domains) + 1)]
+    for name, row in bpc.items():
+        best = {d: min(r[d] for r in bpc.values()) for d in domains}
+        cells = [f"**{row[d]:.4f}**" if row[d] == best[d] else f"{row[d]:.4f}" for d in domains]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row[d] for d in domains) / len(domains):.4f} |")
+    return "\n".join(lines)
+
+
+def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -> None:
+    """Grouped bars: bits/char per domain for each model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(bpc)
+    x = np.arange(len(domains))
+    for i, (name, row) in enumerate(bpc.items()):
+        ax.bar(x + (i - (len(bpc) - 1) / 2) * width, [row[d] for d in domains], width, label=name)
+    lo = min(min(r.values()) for r in bpc.values())
+    hi = max(max(r.values()) for r in bpc.values())
+    ax.set_ylim(lo - 0.1 * (hi - lo) - 0.01, hi + 0.05 * (hi - lo) + 0.01)
+    ax.set_xticks(x, domains)
+    ax.set_ylabel("held-out bits/char (lower is better)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: list[dict[str, Any]], train: dict[str, Any],
+          steps: dict[str, float], wall: float) -> dict[str, Any]:
+    """Write results.json, summary.md and the PNGs into `folder`; return {"table", "targets"}."""
+    from mixnu.route import plot_heatmap, plot_layers, routing_markdown
+
+    domains = list(next(iter(ev["scores"].values())).domains)
+    bpc = {name: {d: s.domains[d].bits_per_char for d in domains} for name, s in ev["scores"].items()}
+    moe_after = [n for n in bpc if n.endswith("after router training)")][0]
+    stats = ev["routing"][moe_after]
+    targets = check_targets(bpc, domains, moe_after, stats.min_load)
+    table = results_table(bpc, domains)
+    plot_bpc(bpc, domains, folder / "bits_per_char.png")
+    plot_heatmap(stats, folder / "routing_heatmap.png", f"top-1 routing share: {moe_after}")
+    plot_layers(stats, folder / "routing_layers.png")
+    for name, s in ev["routing"].items():
+        if name != moe_after:
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            plot_heatmap(s, folder / f"routing_heatmap_{slug}.png", f"top-1 routing share: {name}")
+    tok_md = ["| tokenizer | vocab | % byte-fallback tokens | tokens / sentence | tokens / char |", "|---|---:|---:|---:|---:|"]
+    tok_md += [f"| {r['tokenizer']} | {r['vocab']:,} | {r['byte_fallback_pct']:.2f} | {r['tokens_per_sentence']:.2f} "
+               f"| {r['tokens_per_char']:.3f} |" for r in tok_table]
+    tgt_md = ["| target | pass | measured |", "|---|---|---|"]
+    t = targets
+    tgt_md += [
+        "| MoE after router training beats base and weight-average on every domain | "
+        f"{_yn(t['moe_beats_base_and_average']['pass'])} | vs base % {t['moe_beats_base_and_average']['moe_vs_base_pct']}; "
+        f"vs average % {t['moe_beats_base_and_average']['moe_vs_average_pct']} |",
+        f"| MoE mean within 3% of per-domain best expert | {_yn(t['moe_within_3pct_of_oracle']['pass'])} | "
+        f"MoE {t['moe_within_3pct_of_oracle']['moe_mean']} vs oracle {t['moe_within_3pct_of_oracle']['oracle_mean']} "
+        f"({t['moe_within_3pct_of_oracle']['gap_pct']:+.2f}%) |",
+        f"| no expert < 5% of tokens (top-1) in any layer | {_yn(t['min_expert_load_5pct']['pass'])} | "
+        f"min share {t['min_expert_load_5pct']['min_top1_share']:.1%} |",
+        f"| each expert ≥ 4% below base on its domain and best there | {_yn(t['experts_specialise']['pass'])} | "
+        + "; ".join(f"{d}: {v['vs_base_pct']:+.2f}%{'' if v['best_on_own_domain'] else ' (not best)'}"
+                    for d, v in t["experts_specialise"]["per_domain"].items()) + " |",
+        f"| whole demo ≤ 15 min | {_yn(wall <= 900)} | {wall / 60:.1f} min |",
+    ]
+    gens = [f"**{name}**\n" + "\n".join(f"- {cfg.eval.prompt}▸ {g.strip()!r}" for g in texts)
+            for name, texts in ev["generations"].items()]
+    step_md = ["| step | wall (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in steps.items()]
+    step_md.append(f"| **total** | {wall:.1f} |")
+    train_md = ["| run | steps | tokens | tok/s | trainable params | total params |", "|---|---:|---:|---:|---:|---:|"]
+    train_md += [f"| {k} | {v['steps']} | {v['tokens']:,} | {v['tokens_per_s']:,.0f} | {v['trainable_params']:,} "
+                 f"| {v['total_params']:,} |" for k, v in train.items()]
+    summary = "\n\n".join([
+        "# mixnu demo (toy scale)",
+        "## Held-out bits per character (lower is better; bold = best per domain)", table,
+        "## Targets", "\n".join(tgt_md),
+        "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats),
+        "![routing heatmap](routing_heatmap.png)\n\n![load per layer](routing_layers.png)\n\n"
+        "![bits per char](bits_per_char.png)",
+        "## Tokenizers (dev set, 1,000 sentences)", "\n".join(tok_md),
+        "## Training runs", "\n".join(train_md),
+        f"## Generations (prompt: {cfg.eval.prompt})", "\n\n".join(gens),
+        "## Wall time per step", "\n".join(step_md),
+    ]) + "\n"
+    write_text(folder / "summary.md", summary)
+    write_json(folder / "results.json", {
+        "config": cfg.model_dump(mode="json"), "bits_per_char": bpc, "targets": targets,
+        "scores": to_jsonable(ev["scores"]), "routing": {k: to_jsonable(v) for k, v in ev["routing"].items()},
+        "tokenizers": tok_table, "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall})
+    return {"table": table, "targets": targets}
+
+
+def _yn(ok: bool) -> str:
+    return "yes" if ok else "**no**"
