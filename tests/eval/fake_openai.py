@@ -123,15 +123,19 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # No Nagle: a reply split in two writes would otherwise wait ~40 ms for the delayed ACK.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
+                self._headers_buffer.extend([b"\r\n", body])  # headers and body in one write
+                self.flush_headers()
 
             def do_GET(self) -> None:  # /v1/models
                 self._send(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())

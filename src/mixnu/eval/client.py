@@ -67,7 +67,8 @@ def make_client(base_url: str, api_key_env: str, timeout_s: float, concurrency: 
     import openai
 
     key = resolve_api_key(base_url, api_key_env)
-    limits = httpx.Limits(max_connections=max(concurrency * 2, 10), max_keepalive_connections=max(concurrency, 10))
+    # One connection per request in flight: httpcore's pool bookkeeping grows with the square of its size.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     http = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)))
     return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s, http_client=http)
 
@@ -184,8 +185,9 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
 
 
 def dump_usage(usage: Any) -> dict[str, int]:
-    """`{"prompt_tokens": n, "completion_tokens": m}` from an OpenAI usage object (zeros if absent)."""
+    """`{"prompt_tokens": n, "completion_tokens": m}` from an OpenAI usage object or dict (zeros if absent)."""
     if usage is None:
         return {"prompt_tokens": 0, "completion_tokens": 0}
-    return {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+    get = usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)
+    return {"prompt_tokens": int(get("prompt_tokens", 0) or 0),
+            "completion_tokens": int(get("completion_tokens", 0) or 0)}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -146,12 +147,11 @@ def _as_score(value: Any) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 5 else None
 
 
-def _json_candidates(text: str) -> list[Any]:
-    """Whole text, then every balanced {...} block, that json.loads accepts."""
-    out: list[Any] = []
+def _json_candidates(text: str) -> Iterator[Any]:
+    """Whole text, then every balanced {...} block, that json.loads accepts (lazily: usually the first wins)."""
     stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
     try:
-        out.append(json.loads(stripped))
+        yield json.loads(stripped)
     except json.JSONDecodeError:
         pass
     starts = [i for i, ch in enumerate(text) if ch == "{"]
@@ -161,11 +161,10 @@ def _json_candidates(text: str) -> list[Any]:
             depth += {"{": 1, "}": -1}.get(text[j], 0)
             if depth == 0:
                 try:
-                    out.append(json.loads(text[s:j + 1]))
+                    yield json.loads(text[s:j + 1])
                 except json.JSONDecodeError:
                     pass
                 break
-    return out
 
 
 def _letter_of(key: Any, letters: list[str]) -> str | None:
