@@ -116,6 +116,14 @@ def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]
     return list(chosen.values()), stale
 
 
+def current_judgments(run_dir: str | Path, judge_model: str | None = None,
+                      template: str | None = None) -> list[dict[str, Any]]:
+    """The judgment records that match the run's current suite and responses (see `report`)."""
+    suite, responses = load_run(Path(run_dir), None)
+    cfg = ReportConfig(run_dir=Path(run_dir), judge_model=judge_model, template=template)
+    return _current_judgments(Path(run_dir), suite, responses, cfg)[0]
+
+
 def final_scores(judgments: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, float | None]]:
     """(prompt_id, sample, model) -> criterion -> median over rotations of the non-null scores."""
     acc: dict[tuple[str, int, str], dict[str, list[int]]] = defaultdict(lambda: {c: [] for c in CRITERIA})
@@ -310,12 +318,11 @@ def run_eval(cfg: EvalRunConfig, quiet: bool = True) -> EvalRunResult:
     from mixnu.generate import GenerateConfig, generate
 
     gcfg = validate_config(GenerateConfig, {**cfg.generate, "out": str(cfg.out)}, "eval run config: generate")
-    jcfg = validate_config(JudgeConfig, {"suite": cfg.generate.get("suite"), **cfg.judge, "run_dir": str(cfg.out)},
-                           "eval run config: judge")
+    jcfg = validate_config(JudgeConfig, {**cfg.judge, "run_dir": str(cfg.out)}, "eval run config: judge")
     rcfg = validate_config(ReportConfig, {**cfg.report, "run_dir": str(cfg.out)}, "eval run config: report")
     check_template_for_run(jcfg.template, len(gcfg.models))  # fail before hours of generation, not after
     g = generate(gcfg, quiet=quiet)
-    j = judge(jcfg.model_copy(update={"suite": None}), quiet=quiet)
+    j = judge(jcfg, quiet=quiet)
     return EvalRunResult(generate=g, judge=j, report=report(rcfg))
 
 
