@@ -242,3 +242,26 @@ def test_average_experts_is_a_dense_llama_of_exact_means(models, tmp_path):
         assert torch.equal(got[k], torch.stack([src[n][k] for n in names]).double().mean(0).float()), k
     model = AutoModelForCausalLM.from_pretrained(res.out)
     assert type(model).__name__ == "LlamaForCausalLM"
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_rope_scaling_and_theta_are_carried_over(models, tmp_path, legacy):
+    """A base with scaled rope (new and legacy config keys): the MoE of identical experts = the dense model."""
+    base = tmp_path / "base"
+    shutil.copytree(models["base"], base)
+    cfg = json.loads((base / "config.json").read_text())
+    cfg.pop("rope_parameters", None)
+    if legacy:  # how transformers 4 wrote it
+        cfg.update(rope_theta=500000.0, rope_scaling={"type": "linear", "factor": 4.0}, rms_norm_eps=1e-5)
+    else:
+        cfg.update(rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 500000.0}, rms_norm_eps=1e-5)
+    (base / "config.json").write_text(json.dumps(cfg))
+    experts = [{"name": f"x{i}", "path": make_expert(base, tmp_path / f"x{i}", seed=0, scale=0.0)} for i in range(2)]
+    res = merge_experts(MergeConfig(base=base, experts=experts, out=tmp_path / "moe", dtype="float32", shared="base",
+                                    allow_identical=True))
+    out_cfg = json.loads((res.out / "config.json").read_text())
+    assert out_cfg["rope_parameters"] == {"rope_type": "linear", "factor": 4.0, "rope_theta": 500000.0}
+    assert out_cfg["rope_theta"] == 500000.0 and out_cfg["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
+    assert out_cfg["rms_norm_eps"] == 1e-5
+    long_ids = torch.arange(1, 200)[None] * 37 % 32000
+    torch.testing.assert_close(logits(res.out, long_ids), logits(base, long_ids), atol=1e-5, rtol=0)

@@ -39,9 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Merge a base and N Llama experts into one Mixtral MoE checkpoint (streaming, bounded memory).
 
-        Either give a CONFIG file or --base and two or more --expert NAME=PATH. The output folder
-        holds config.json, sharded safetensors with an index, the tokenizer, generation_config.json
-        and a README recording the merge config and the sha256 of every input.
+        Either give a CONFIG file or --base and two or more --expert NAME=PATH (flags override the config). The output folder holds config.json, sharded safetensors with an index, the tokenizer, generation_config.json and a README recording the merge config and the sha256 of every input. See docs/merge.md.
         """
         from mixnu.cli._common import emit
         from mixnu.merge import average_experts, load_merge_config, merge_experts
