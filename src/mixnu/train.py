@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 from mixnu.config import StageConfig, dump_config
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.io import append_jsonl, atomic_dir, check_output, read_jsonl, write_json, write_jsonl, write_text
+from mixnu.train_ckpt import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from mixnu.train_data import (
     TokenizedDocs,
     batch_indices,
@@ -264,8 +265,15 @@ def evaluate(model, evals: dict[str, TokenizedDocs], cfg: TrainConfig, pad_id: i
     out, tot_nats, tot_tok, tot_chars = {}, 0.0, 0, 0
     for name, docs in evals.items():
         inputs, labels = eval_windows(docs, cfg.seq_len, pad_id)
+        # every process runs the same number of batches (FSDP/ZeRO-3 gather weights in each forward):
+        # pad to a multiple of the process count with windows whose labels are all masked
         r, p = accelerator.process_index, accelerator.num_processes
-        nats, count = sum_nats(model, inputs[r::p], labels[r::p], cfg.eval_batch_size, accelerator.device)
+        per = -(-inputs.shape[0] // p)
+        extra = per * p - inputs.shape[0]
+        inputs = torch.cat([inputs, torch.full((extra, cfg.seq_len), pad_id, dtype=torch.long)])
+        labels = torch.cat([labels, torch.full((extra, cfg.seq_len), -100, dtype=torch.long)])
+        mine = slice(r * per, (r + 1) * per)
+        nats, count = sum_nats(model, inputs[mine], labels[mine], cfg.eval_batch_size, accelerator.device)
         sums = accelerator.reduce(torch.tensor([nats, float(count)], dtype=torch.float64,
                                                device=accelerator.device), reduction="sum")
         nats, count = float(sums[0]), int(sums[1])
@@ -275,93 +283,6 @@ def evaluate(model, evals: dict[str, TokenizedDocs], cfg: TrainConfig, pad_id: i
     out["all"] = {"loss": tot_nats / max(tot_tok, 1), "bpc": tot_nats / math.log(2) / max(tot_chars, 1)}
     model.train()
     return out
-
-
-def _save_checkpoint(path: Path, model, optimizer, step: int, consumed: int, cfg: TrainConfig, accelerator) -> None:
-    """Write `path` atomically: model (safetensors), optimizer, RNG, and state.json (step, data position)."""
-    from accelerate.utils import DistributedType
-    from safetensors.torch import save_file, save_model
-
-    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    if sharded:  # the engine's own sharded format; every process writes its shard
-        accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        try:
-            tmp.mkdir(parents=True, exist_ok=True)
-            if not sharded:
-                save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
-                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-                save_file({"cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-            write_json(tmp / "state.json", {"step": step, "consumed_blocks": consumed, "config": cfg.fingerprint(),
-                                            "num_processes": accelerator.num_processes, "format":
-                                            "accelerate" if sharded else "mixnu", "lr": get_lr(step - 1, cfg)})
-            old = path.with_name(f".{path.name}.old")
-            if path.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    accelerator.wait_for_everyone()
-
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The highest `step-*` folder with a state.json (temp dot-folders are never candidates)."""
-    if not ckpt_dir.is_dir():
-        return None
-    found = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
-    return found[-1] if found else None
-
-
-def _load_checkpoint(path: Path, model, optimizer, cfg: TrainConfig, accelerator) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, load_model
-
-    try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}/state.json is unreadable; delete {path} to resume from an earlier one") from None
-    if state.get("config") != cfg.fingerprint():
-        raise CheckpointError(f"{path} was written with a different training config; resume with the same "
-                              "settings, or start fresh without --resume (and another --out)")
-    if state.get("num_processes") != accelerator.num_processes:
-        raise CheckpointError(f"{path} was written by {state.get('num_processes')} processes, not "
-                              f"{accelerator.num_processes}; resume with the same number of processes")
-    try:
-        if state.get("format") == "accelerate":
-            accelerator.load_state(str(path))
-        else:
-            load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
-            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-            torch.set_rng_state(load_file(str(path / "rng.safetensors"))["cpu"])
-    except (OSError, SafetensorError, RuntimeError, KeyError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(f"{path}: corrupt checkpoint ({first}); delete it to resume from an earlier one") from None
-    return state
-
-
-def _save_final(model, tokenizer, cfg: TrainConfig, accelerator, tmp: Path, moe: bool) -> None:
-    state_dict = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
-        return
-    unwrapped = accelerator.unwrap_model(model)
-    if cfg.trainable == "lora":  # fold LoRA into the weights: a plain checkpoint transformers loads
-        unwrapped = unwrapped.merge_and_unload()
-        state_dict = None
-    if moe:
-        unwrapped.config.output_router_logits = False
-    with quiet_transformers():
-        unwrapped.save_pretrained(tmp, state_dict=state_dict)
-    tokenizer.save_pretrained(tmp)
-    for extra in ("tokenizer.model", "mixnu_expand.json"):
-        if (Path(cfg.model) / extra).is_file():
-            shutil.copy(Path(cfg.model) / extra, tmp / extra)
 
 
 def _expert_counts(router_logits, top_k: int, n_exp: int) -> torch.Tensor:
@@ -431,7 +352,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         ckpt = latest_checkpoint(ckpt_dir)
         if ckpt is None:
             raise CheckpointError(f"no checkpoint to resume in {ckpt_dir}; run without --resume to start fresh")
-        step = resumed_from = int(_load_checkpoint(ckpt, model, optimizer, cfg, accelerator)["step"])
+        step = resumed_from = int(load_checkpoint(ckpt, model, optimizer, cfg, accelerator)["step"])
         if main:
             kept = [r for r in read_jsonl(log_path) if r.get("step", 0) <= step] if log_path.exists() else []
             write_jsonl(log_path, kept)
@@ -474,7 +395,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 mine = idx[(micro * P + accelerator.process_index) * B:][:B]
                 x = blocks[mine].to(accelerator.device)  # (B, L)
                 with accelerator.accumulate(model):
-                    out = model(input_ids=x, labels=x)
+                    out = model(input_ids=x, labels=x, use_cache=False)
                     accelerator.backward(out.loss)
                     if accelerator.sync_gradients:
                         for p in masked:  # new_rows: old vocabulary rows get no update
@@ -505,8 +426,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 log({"step": step, "eval": evaluate(model, evals, cfg, pad_id, accelerator)})
             if cfg.save_every and step % cfg.save_every == 0:
-                _save_checkpoint(ckpt_dir / f"step-{step:07d}", model, optimizer, step, step * per_step, cfg,
-                                 accelerator)
+                save_checkpoint(ckpt_dir / f"step-{step:07d}", model, optimizer, step, step * per_step, cfg,
+                                accelerator, lr)
 
     eval_res = evaluate(model, evals, cfg, pad_id, accelerator)
     log({"step": step, "eval": eval_res})
@@ -528,14 +449,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     if main:
         with atomic_dir(cfg.out, force=cfg.force) as tmp:
-            _save_final(model, tokenizer, cfg, accelerator, tmp, moe)
+            save_final(model, tokenizer, cfg, accelerator, tmp, moe)
             shutil.copy(log_path, tmp / "train_log.jsonl")
             write_text(tmp / "train_config.yaml", dump_config(cfg))
             write_json(tmp / "train_result.json", result)
         if not cfg.save_every:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
     else:
-        _save_final(model, tokenizer, cfg, accelerator, cfg.out, moe)  # joins the gather; writes nothing
+        save_final(model, tokenizer, cfg, accelerator, cfg.out, moe)  # joins the gather; writes nothing
     accelerator.wait_for_everyone()
     return result
 

@@ -185,7 +185,7 @@ def sum_nats(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int,
     for i in range(0, inputs.shape[0], batch_size):
         x = inputs[i: i + batch_size].to(device)
         y = labels[i: i + batch_size].to(device)
-        logits = model(input_ids=x).logits.float()  # (B, L, V)
+        logits = model(input_ids=x, use_cache=False).logits.float()  # (B, L, V)
         tgt = y[:, 1:]
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="sum"
