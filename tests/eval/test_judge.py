@@ -314,6 +314,14 @@ def test_unreachable_judge_fails_after_retries_with_one_line(tmp_path, run_cli):
     assert "failed after 3 attempts" in line and "reachable" in line
 
 
+def test_a_refused_key_stops_at_once_with_one_line(tmp_path, run_cli, fake_server):
+    run = make_run(tmp_path / "run", n=3)
+    fake_server.script.extend(["401"])
+    line = _one_line(*run_cli("eval", "judge", run, "--judge-url", fake_server.base_url, "--judge-model", "f",
+                              "--concurrency", "1", "-q")[::2])
+    assert "refused the API key (HTTP 401)" in line and len(fake_server.log) == 1
+
+
 def test_missing_api_key_for_a_host_that_needs_one(tmp_path, run_cli, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run = make_run(tmp_path / "run", n=1)

@@ -27,7 +27,7 @@ def _judge(run: Path, srv: FakeOpenAI, **kw):
 
 
 def test_report_means_match_an_independent_computation(tmp_path):
-    run = make_run(tmp_path / "run", n=6, reps=2, samples=2)
+    run = make_run(tmp_path / "run", n=6, reps=1, samples=2)
     with FakeOpenAI() as srv:
         # 3 judgments all null, spread so that every (prompt, sample) keeps a valid rotation for the median
         srv.script.extend(["out_of_range", "good", "out_of_range", "good", "good", "out_of_range"])
@@ -96,6 +96,9 @@ def test_stale_judgments_are_ignored(tmp_path):
     write_jsonl(run / "responses.jsonl", recs)
     res = report(ReportConfig(run_dir=run))
     assert res.stale_judgments == 2 and res.judgments == 4
+    from mixnu.eval.report import current_judgments
+
+    assert {r["prompt_id"] for r in current_judgments(run)} == {"english-001", "law-002"}
 
 
 def test_bootstrap_ci_is_seeded_and_sane():
