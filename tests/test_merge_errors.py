@@ -277,3 +277,12 @@ def test_shapes_in_writer_are_checked(tmp_path):
     w.write(torch.zeros(3))
     with pytest.raises(RuntimeError, match="planned"):
         w.close()
+
+
+def test_toy_recipe_is_a_valid_merge_config():
+    from mixnu.config import load_config
+    from mixnu.merge import MergeConfig
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "toy" / "merge.yaml"
+    cfg = load_config(MergeConfig, recipe)
+    assert cfg.router.init == "data" and len(cfg.experts) == 4 and all(e.corpus for e in cfg.experts)
