@@ -145,3 +145,21 @@ def test_eval_run_generates_judges_and_reports(tmp_path, run_cli):
     (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     rc, _, err = run_cli("eval", "run", tmp_path / "eval.yaml", "-q")
     assert rc == 1 and "exactly 5 models" in err
+
+
+def test_a_failed_report_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", n=2)
+    with FakeOpenAI() as srv:
+        _judge(run, srv)
+    first = report(ReportConfig(run_dir=run, bootstrap=200))
+    before = {p.name: p.read_bytes() for p in first.out.iterdir()}
+    import mixnu.eval.report as rep
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full while plotting")
+
+    monkeypatch.setattr(rep, "_plot", boom)
+    with pytest.raises(RuntimeError):
+        report(ReportConfig(run_dir=run, bootstrap=300))
+    assert {p.name: p.read_bytes() for p in first.out.iterdir()} == before
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
