@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mixnu.io import write_json  # noqa: E402
 
+_LOAD_AT_START = list(os.getloadavg())  # read when the benchmark imports this module, i.e. as it starts
+
 RESULTS = Path(__file__).resolve().parent / "results"
 _LIBS = ("torch", "transformers", "tokenizers", "sentencepiece", "safetensors", "accelerate", "datasets",
          "peft", "openai", "mixnu")
@@ -40,7 +42,8 @@ def machine_info() -> dict[str, Any]:
         mem_gib = None
     return {
         "cpus": os.cpu_count(), "memory_gib": mem_gib, "platform": platform.platform(),
-        "python": platform.python_version(), "loadavg_at_start": list(os.getloadavg()), "versions": versions,
+        "python": platform.python_version(), "loadavg_at_start": _LOAD_AT_START,
+        "loadavg_at_end": list(os.getloadavg()), "versions": versions,
     }
 
 
