@@ -5,7 +5,7 @@ and can be told to misbehave: per request it picks a mode from `script` (a queue
 probability `fault_rate`, else `good`. Modes:
 
 - `good`: a JSON reply with every score; `slow`: the same after `slow_s` more seconds;
-- `429` (with `Retry-After: retry_after`), `500`, `401` (bad key; only when scripted);
+- `429` (with `Retry-After: retry_after`), `500`, `401` (bad key), `400` (rejected; these two only when scripted);
 - `malformed`: text with no scores; `partial`: JSON cut in the middle; `broken_body`: the HTTP body
   itself is cut (invalid JSON); `out_of_range`: scores 0 and 7; `text`: scores in free text;
 - `drop`: the connection is closed without a reply; `stall`: the reply is held until the client
@@ -182,7 +182,7 @@ class FakeOpenAI:
         if mode == "429":
             return self._finish(h, entry, "429", 429, {"error": {"message": "rate limited"}},
                                 {"Retry-After": str(self.retry_after)})
-        if mode in ("500", "401"):
+        if mode in ("500", "401", "400"):
             return self._finish(h, entry, mode, int(mode), {"error": {"message": "boom"}})
         if mode == "drop":
             entry["outcome"] = "drop"

@@ -350,3 +350,13 @@ def test_suite_failing_the_schema_names_the_prompt(tmp_path, run_cli):
     assert "english-001" in line
     rc, _, err = run_cli("eval", "suite", write_suite(tmp_path / "ok.yaml"), "--show", "english-001")
     assert rc == 0 and "Tell me about the weather" in err
+
+
+def test_a_request_the_judge_rejects_is_stored_as_error_and_the_run_goes_on(tmp_path):
+    run = make_run(tmp_path / "run", n=3)
+    with FakeOpenAI() as srv:
+        srv.script.extend(["good", "400"])
+        res = judge(cfg_for(run, srv, concurrency=1, response_format="none"))
+    assert (res.ok, res.errors) == (2, 1)
+    bad = [r for r in read_jsonl(run / "judgments.jsonl") if r["status"] == "error"]
+    assert "HTTP 400" in bad[0]["error"] and all(v is None for s in bad[0]["scores"].values() for v in s.values())

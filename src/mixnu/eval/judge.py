@@ -185,6 +185,10 @@ def latest_by_key(path: Path) -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in read_jsonl(path) if "key" in r}
 
 
+class _Rejected(Exception):
+    """The judge answered 4xx to one request even without `response_format`."""
+
+
 class _Judge:
     """One run's state: client, retry policy, counters and the response_format that works (no globals)."""
 
@@ -223,7 +227,7 @@ class _Judge:
             if not isinstance(res, CallFailure):
                 return res
             if mode == "none" or not self.auto_rf:
-                raise JudgeError(f"{self.where} rejected the request: HTTP {res.status}: {res.message[:200]}")
+                raise _Rejected(f"{self.where} rejected the request: HTTP {res.status}: {res.message[:200]}")
             if self.rf_mode == mode:  # the server does not support this response_format: use the next one
                 self.rf_mode = RF_MODES[RF_MODES.index(mode) + 1]
 
@@ -247,10 +251,10 @@ class _Judge:
                     break
             if not found:
                 error = "no scores could be parsed from the reply"
-        except RetriesExhausted as exc:
-            if self.stats.successes == 0:  # never reached the judge at all: a setup problem, stop
-                raise
-            error = str(exc)
+        except (RetriesExhausted, _Rejected) as exc:
+            if self.stats.successes == 0:  # nothing has worked yet: a setup problem, stop with one line
+                raise JudgeError(str(exc)) from None
+            error = str(exc)  # one item failed (e.g. a prompt too long for the judge): stored, retried next run
         scores = {m: scores_by_letter[x] for x, m in zip(letters, item.order, strict=True)}
         status = "ok" if found else "error"
         nulls = sum(v is None for s in scores.values() for v in s.values())
