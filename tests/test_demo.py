@@ -42,7 +42,11 @@ def test_demo_fast_end_to_end(tmp_path, corpora, run_cli):
     assert len(routing["top1"]["law"]) == 2 and len(routing["top1"]["law"][0]) == 2  # 2 layers x 2 experts
     for step in ("tokenizer", "base", "expert:law", "expert:daily", "merge:data", "route", "evaluate"):
         assert results["steps"][step] >= 0
-    assert results["tokenizers"][0]["vocab"] == 32000 and results["tokenizers"][1]["vocab"] == 33000
+    tok_rows = results["tokenizers"]
+    assert tok_rows[0]["vocab"] == 32000 and tok_rows[1]["vocab"] == 33000  # Llama-2, Llama-2 extended
+    assert tok_rows[1]["pct_byte"] < tok_rows[0]["pct_byte"]
+    if results["config"]["tokenizer"]["model_vocab"] == "korean":  # the tiny model's own tokenizer, third row
+        assert tok_rows[2]["vocab"] <= results["config"]["tokenizer"]["korean_vocab_size"]
     assert set(results["generations"]) == rows and all(len(g) == 1 for g in results["generations"].values())
     summary = (out / "summary.md").read_text()
     for section in ("## Held-out bits per character", "## Targets", "## Tokenizers", "## Wall time per step",

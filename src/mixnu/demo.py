@@ -21,6 +21,7 @@ Writes `out/` atomically: `results.json`, `summary.md`, `routing_heatmap.png`, `
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class _Section(BaseModel):
 class TokenizerPart(_Section):
     vocab_size: int = Field(36000, gt=32000, description="Llama-2's 32,000 pieces + the added Korean pieces")
     sample_lines: int = Field(20000, ge=100, description="corpus lines that train the Korean pieces")
+    model_vocab: Literal["extended", "korean"] = Field(
+        "extended", description="the tiny model's tokenizer: the extended Llama-2 one, or a small Korean BPE alone")
+    korean_vocab_size: int = Field(8000, ge=300, description="size of the Korean BPE when model_vocab=korean")
 
 
 class ModelPart(_Section):
@@ -90,7 +94,8 @@ class DemoConfig(StageConfig):
     eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: shared eval)")
     max_lines: int | None = Field(None, ge=10, description="lines read per domain corpus (None: all)")
     seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | Literal["auto"] | None = Field(
+        "auto", description="torch CPU threads; auto: the cores left idle by the current load (at least 1)")
     tokenizer: TokenizerPart = Field(default_factory=TokenizerPart)
     model: ModelPart = Field(default_factory=ModelPart)
     base: TrainPart = Field(default_factory=lambda: TrainPart(steps=300, lr=3e-3))
@@ -152,13 +157,44 @@ def _inputs(cfg: DemoConfig) -> tuple[dict[str, Path], dict[str, Path]]:
     return files, {d: held[d] for d in files}
 
 
-def _make_tokenizer(cfg: DemoConfig, files: dict[str, Path], work: Path) -> Path:
+def _make_tokenizers(cfg: DemoConfig, files: dict[str, Path], work: Path) -> tuple[Path, Path]:
+    """The extended Llama-2 tokenizer, and the folder of the tokenizer the tiny model uses."""
     from mixnu.tokenizer import ExtendConfig, extend_tokenizer
 
     out = work / "tokenizer"
     extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=list(files.values()), out=out,
                                   vocab_size=cfg.tokenizer.vocab_size, sample_lines=cfg.tokenizer.sample_lines,
                                   force=True, quiet=True))
+    if cfg.tokenizer.model_vocab == "extended":
+        return out, out
+    return out, _korean_bpe(cfg, files, work / "tokenizer-korean")
+
+
+def _korean_bpe(cfg: DemoConfig, files: dict[str, Path], out: Path) -> Path:
+    """A small SentencePiece BPE (byte fallback, Llama's special ids) trained on the corpora alone.
+
+    At hidden size 128 the output layer dominates a step: with Llama-2's 32,000 rows in the
+    vocabulary a training step is about 4x slower than with 8,000 rows (docs/demo.md).
+    """
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    per_file = max(1, cfg.tokenizer.sample_lines // len(files))
+    lines = []
+    for path in files.values():
+        docs = read_corpus(path, max_lines=cfg.max_lines)
+        step = max(1, len(docs) // per_file)
+        lines += docs[::step][:per_file]  # evenly spaced, deterministic
+    out.mkdir(parents=True)
+    (out / "sample.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(out / "sample.txt"), model_prefix=str(out / "tokenizer"),
+                                   vocab_size=cfg.tokenizer.korean_vocab_size, model_type="bpe", byte_fallback=True,
+                                   character_coverage=0.9995, num_threads=1, max_sentence_length=1 << 16,
+                                   unk_id=0, bos_id=1, eos_id=2, minloglevel=2, normalization_rule_name="identity",
+                                   hard_vocab_limit=False)  # a small corpus may give fewer pieces
+    (out / "sample.txt").unlink()
+    (out / "tokenizer.vocab").unlink()
+    AutoTokenizer.from_pretrained(out).save_pretrained(out)
     return out
 
 
@@ -231,7 +267,8 @@ def _merge(cfg: DemoConfig, base: Path, experts: dict[str, Path], files: dict[st
 def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
     import torch
 
-    ids = tok(cfg.eval.prompt, return_tensors="pt")
+    prompt = [tok.bos_token_id] + tok(cfg.eval.prompt, add_special_tokens=False)["input_ids"]  # as in training
+    ids = {"input_ids": torch.tensor([prompt]), "attention_mask": torch.ones(1, len(prompt), dtype=torch.long)}
     outs = []
     for i in range(cfg.eval.generations):
         torch.manual_seed(cfg.seed + i)
@@ -266,18 +303,25 @@ def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the recipe end to end and write `cfg.out` (see the module docstring)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from mixnu import demo_report as report
 
     t_start = time.perf_counter()
-    if cfg.threads:
+    hf_logging.disable_progress_bar()  # the stages show their own progress; keeps --quiet quiet
+    if cfg.threads == "auto":
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, min(cores, round(cores - os.getloadavg()[0]))))
+    elif cfg.threads:
         torch.set_num_threads(cfg.threads)
     files, held = _inputs(cfg)
+    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     clock = _Clock(cfg.quiet)
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
         work = tmp / "models"
-        tok_dir = clock.run("tokenizer", _make_tokenizer, cfg, files, work)
-        tok_table = clock.run("tokenizer table", report.tokenizer_table, tok_dir, cfg)
+        ext_dir, tok_dir = clock.run("tokenizer", _make_tokenizers, cfg, files, work)
+        tok_table = clock.run("tokenizer table", report.tokenizer_table, ext_dir, tok_dir)
         _check_sizes(cfg, files, tok_dir)
         init = clock.run("init", _init_base, cfg, tok_dir, work / "init")
         data = list(files.values())
@@ -301,7 +345,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                   f"moe ({first} init, after router training)": work / "moe-routed"}
         ev = clock.run("evaluate", _evaluate, cfg, models, held)
         wall = round(time.perf_counter() - t_start, 1)
-        result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall)
+        result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall, machine)
         if not cfg.keep_models:
             shutil.rmtree(work)
         else:

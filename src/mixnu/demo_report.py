@@ -5,6 +5,7 @@ Kept apart from `mixnu.demo` (which runs the stages) so each stays readable in o
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,36 +13,20 @@ from typing import Any
 from mixnu.io import atomic_write, to_jsonable, write_json, write_text
 from mixnu.shared import data_dir, llama2_tokenizer_model
 
-BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
+def tokenizer_table(extended: Path, model_tok: Path) -> dict[str, Any]:
+    """Llama-2 vs the extended tokenizer (and the tiny model's, if another) on the 1,000-sentence dev set.
 
-def tokenizer_table(tok_dir: Path, cfg: Any) -> list[dict[str, Any]]:
-    """Llama-2 vs the extended tokenizer on the dev set: vocab, % byte-fallback tokens, tokens/sentence.
-
-    Uses the dev set `<shared>/data/eval/dev_sentences.tsv` (the card's table, at toy scale).
+    Uses `compare_tokenizers`: the card's table.
     """
-    import shutil
-    import tempfile
+    from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers
 
-    from transformers import AutoTokenizer
-
-    from mixnu.io import read_domain_tsv
-
-    rows = read_domain_tsv(data_dir() / "eval" / "dev_sentences.tsv")
-    texts = [t for _, t in rows]
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(llama2_tokenizer_model(), Path(tmp) / "tokenizer.model")
-        tokenizers = {"Llama-2": AutoTokenizer.from_pretrained(tmp), "extended (demo)": AutoTokenizer.from_pretrained(tok_dir)}
-        out = []
-        for name, tok in tokenizers.items():
-            ids = tok(texts, add_special_tokens=False)["input_ids"]
-            byte_ids = {i for p, i in tok.get_vocab().items() if BYTE_PIECE.match(p)}
-            n = sum(len(x) for x in ids)
-            n_bytes = sum(1 for x in ids for i in x if i in byte_ids)
-            chars = sum(len(t) for t in texts)
-            out.append({"tokenizer": name, "vocab": len(tok), "byte_fallback_pct": round(100 * n_bytes / n, 2),
-                        "tokens_per_sentence": round(n / len(texts), 2), "tokens_per_char": round(n / chars, 3)})
-    return out
+    toks = {"Llama-2": llama2_tokenizer_model(), "Llama-2 extended (demo)": extended}
+    if model_tok != extended:
+        toks["Korean BPE alone (tiny model)"] = model_tok
+    r = compare_tokenizers(CompareConfig(tokenizers=toks,
+                                         texts=[data_dir() / "eval" / "dev_sentences.tsv"], quiet=True))
+    return {"rows": r.rows, "markdown": r.markdown}
 
 
 def train_info(r: Any) -> dict[str, Any]:
@@ -108,8 +93,8 @@ def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -
     plt.close(fig)
 
 
-def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: list[dict[str, Any]], train: dict[str, Any],
-          steps: dict[str, float], wall: float) -> dict[str, Any]:
+def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any], train: dict[str, Any],
+          steps: dict[str, float], wall: float, machine: dict[str, Any]) -> dict[str, Any]:
     """Write results.json, summary.md and the PNGs into `folder`; return {"table", "targets"}."""
     from mixnu.route import plot_heatmap, plot_layers, routing_markdown
 
@@ -126,9 +111,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: list[dict[str, 
         if name != moe_after:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
             plot_heatmap(s, folder / f"routing_heatmap_{slug}.png", f"top-1 routing share: {name}")
-    tok_md = ["| tokenizer | vocab | % byte-fallback tokens | tokens / sentence | tokens / char |", "|---|---:|---:|---:|---:|"]
-    tok_md += [f"| {r['tokenizer']} | {r['vocab']:,} | {r['byte_fallback_pct']:.2f} | {r['tokens_per_sentence']:.2f} "
-               f"| {r['tokens_per_char']:.3f} |" for r in tok_table]
+    tok_md = [tok_table["markdown"]]
     tgt_md = ["| target | pass | measured |", "|---|---|---|"]
     t = targets
     tgt_md += [
@@ -149,6 +132,10 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: list[dict[str, 
             for name, texts in ev["generations"].items()]
     step_md = ["| step | wall (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in steps.items()]
     step_md.append(f"| **total** | {wall:.1f} |")
+    machine = machine | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    step_md.append(f"\n{machine['cpus']} CPUs, {machine['torch_threads']} torch thread(s); load average "
+                   f"{machine['loadavg_at_start'][0]} at start, {machine['loadavg_at_end'][0]} at end "
+                   "(other work on the machine slows every step).")
     train_md = ["| run | steps | tokens | tok/s | trainable params | total params |", "|---|---:|---:|---:|---:|---:|"]
     train_md += [f"| {k} | {v['steps']} | {v['tokens']:,} | {v['tokens_per_s']:,.0f} | {v['trainable_params']:,} "
                  f"| {v['total_params']:,} |" for k, v in train.items()]
@@ -168,7 +155,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: list[dict[str, 
     write_json(folder / "results.json", {
         "config": cfg.model_dump(mode="json"), "bits_per_char": bpc, "targets": targets,
         "scores": to_jsonable(ev["scores"]), "routing": {k: to_jsonable(v) for k, v in ev["routing"].items()},
-        "tokenizers": tok_table, "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall})
+        "tokenizers": tok_table["rows"], "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall, "machine": machine})
     return {"table": table, "targets": targets}
 
 
