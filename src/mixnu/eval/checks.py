@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e"}
+ZERO_WIDTH = frozenset({"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e"})
 _SYMBOL_RUN = re.compile(r"[^\w\s]{4,}")
 _NUMBERING = re.compile(r"^\s*(?:\d+|[a-zA-Z]|[ivx]+)[.)]\s*", re.M)
 

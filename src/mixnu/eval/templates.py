@@ -32,7 +32,7 @@ from mixnu.errors import ConfigError
 
 CRITERIA = ("fluency", "relevance", "accuracy")
 BUILTIN = ("default", "card")
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _PLACEHOLDER = re.compile(r"\{(Prompt|Responses|N|Letters|Notes|JsonExample|Response from Model ([A-Z]))\}")
 
 
