@@ -200,6 +200,7 @@ def test_moe_router_mode_aux_loss_and_expert_load(tmp_path, tiny_mixtral_dir, sm
     load = log1[-1]["expert_load"]
     assert len(load) == 2 and all(len(x) == 4 and abs(sum(x) - 1) < 1e-3 for x in load)
     assert r1.expert_load == load
+    assert log1[0]["loss"] - l0 == pytest.approx(0.5 * log1[0]["aux_loss"], abs=1e-4)  # loss = CE + coef * aux
     cfg = AutoConfig.from_pretrained(tmp_path / "r1")
     assert cfg.router_aux_loss_coef == 0.5 and not cfg.output_router_logits
     a, b = _weights(tiny_mixtral_dir), _weights(tmp_path / "r1")

@@ -381,7 +381,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     mcfg = accelerator.unwrap_model(model).config
     n_exp, top_k = (mcfg.num_local_experts, mcfg.num_experts_per_tok) if moe else (0, 0)
     load, last_load = torch.zeros(0), None
-    loss_acc, n_acc, last_loss, train_time, eval_res = 0.0, 0, float("nan"), 0.0, None
+    loss_acc, aux_acc, n_acc, last_loss, train_time = 0.0, 0.0, 0, float("nan"), 0.0
     with progress(cfg.quiet or not main, "tok") as bar:
         task = bar.add_task("train", total=cfg.steps * per_step * L, completed=step * per_step * L)
         while step < cfg.steps:
@@ -409,6 +409,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 if moe and out.router_logits is not None:
                     counts = _expert_counts(out.router_logits, top_k, n_exp)
                     load = counts if load.numel() == 0 else load + counts
+                    aux_acc += float(out.aux_loss.detach()) if out.aux_loss is not None else 0.0
             step += 1
             train_time += time.perf_counter() - t0
             bar.advance(task, per_step * L)
@@ -417,11 +418,13 @@ def train(cfg: TrainConfig) -> TrainResult:
                 last_loss = float(mean)
                 rec = {"step": step, "loss": last_loss, "lr": lr, "tokens": step * per_step * L,
                        "tokens_per_s": round(step_tokens(step, resumed_from, per_step, L) / max(train_time, 1e-9), 1)}
-                if moe and load.numel():
+                if moe and load.numel():  # tokens per expert summed over processes, as shares per layer
+                    load = accelerator.reduce(load.to(accelerator.device), "sum").cpu()
                     rec["expert_load"] = (load / load.sum(1, keepdim=True)).round(decimals=4).tolist()
+                    rec["aux_loss"] = aux_acc / n_acc  # load-balancing loss before router_aux_loss_coef
                 log(rec)
                 bar.update(task, description=f"train loss {last_loss:.3f}")
-                loss_acc, n_acc = 0.0, 0
+                loss_acc, n_acc, aux_acc = 0.0, 0, 0.0
                 last_load, load = (load.clone(), torch.zeros(0)) if moe else (None, load)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 log({"step": step, "eval": evaluate(model, evals, cfg, pad_id, accelerator)})
