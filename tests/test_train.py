@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -243,3 +244,32 @@ def test_two_processes_with_torchrun(tmp_path, tiny_llama_dir, small_data, cache
     start = next(r for r in log if r.get("event") == "start")
     assert start["num_processes"] == 2 and start["tokens_per_step"] == 2 * 2 * 32
     assert json.loads((tmp_path / "r.json").read_text())["num_processes"] == 2
+
+
+def test_data_order_and_tokenised_cache(tmp_path, small_data, llama2_tokenizer, monkeypatch):
+    import mixnu.train_data as td
+
+    order = td.batch_indices(0, 30, 10, seed=1)
+    assert sorted(order[:10].tolist()) == list(range(10)) and sorted(order[10:20].tolist()) == list(range(10))
+    assert torch.equal(order[13:27], td.batch_indices(13, 14, 10, seed=1))  # a pure function of the position
+    assert not torch.equal(order, td.batch_indices(0, 30, 10, seed=2))
+    first = td.tokenize_docs(small_data[0], llama2_tokenizer, part="train", eval_fraction=0.1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.arrow"))) == 1
+
+    def no_reading(*a, **k):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(td, "read_corpus", no_reading)
+    again = td.tokenize_docs(small_data[0], llama2_tokenizer, part="train", eval_fraction=0.1, cache_dir=tmp_path)
+    assert np.array_equal(first.ids, again.ids) and np.array_equal(first.doc_chars, again.doc_chars)
+    assert first.ids[0] == llama2_tokenizer.bos_token_id and first.ids[first.doc_lens[0] - 1] == 2  # [BOS] … [EOS]
+    n_docs = len(small_data[0].read_text(encoding="utf-8").splitlines())
+    assert len(first.doc_lens) == n_docs - round(n_docs * 0.1)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_llama_dir, small_data, cache):
+    a = train(_cfg(tiny_llama_dir, small_data, tmp_path / "a", cache, steps=2))
+    b = train(_cfg(tiny_llama_dir, small_data, tmp_path / "b", cache, steps=2, gradient_checkpointing=True))
+    la = [r["loss"] for r in read_jsonl(tmp_path / "a" / "train_log.jsonl") if "loss" in r]
+    lb = [r["loss"] for r in read_jsonl(tmp_path / "b" / "train_log.jsonl") if "loss" in r]
+    assert la == pytest.approx(lb, abs=1e-5) and a.eval["all"]["loss"] == pytest.approx(b.eval["all"]["loss"], abs=1e-5)
