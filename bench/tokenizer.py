@@ -128,6 +128,16 @@ def main() -> None:
         tp = throughput({"Llama-2": l2, "mixnu": tmp / "mixnu"}, lines * 5, args.reps)
         rows = {r["tokenizer"]: r for r in cmp.rows}
         curve_rows = [] if args.quick else curve(tmp, corpus, dev, rows["Llama-2"]["tokens"])
+        byte_level = None
+        if not args.quick:  # a byte-level BPE base: Llama-3 + 8,000 Korean tokens
+            t0 = time.perf_counter()
+            bl = extend_tokenizer(ExtendConfig(base=gguf / "ggml-vocab-llama-bpe.gguf", corpus=corpus,
+                                               out=tmp / "llama3-ko", vocab_size=128257 + 8000))
+            bl_s = time.perf_counter() - t0
+            bl_cmp = compare_tokenizers(CompareConfig(
+                tokenizers={"Llama-3": gguf / "ggml-vocab-llama-bpe.gguf", "Llama-3 + 8k Korean": tmp / "llama3-ko"},
+                texts=[dev]))
+            byte_level = {"extend_result": bl, "extend_seconds": bl_s, "rows": bl_cmp.rows, "markdown": bl_cmp.markdown}
 
     m = rows["mixnu (this)"]
     tp_ratio = tp["mixnu"]["chars_per_s"] / tp["Llama-2"]["chars_per_s"]
@@ -151,6 +161,9 @@ def main() -> None:
     if curve_rows:
         report += ["", "## Added pieces vs tokens per line", "", markdown_table(curve_rows)]
         plot_curve(curve_rows, RESULTS / "tokenizer_curve.png")
+    if byte_level:
+        report += ["", "## Byte-level BPE base: Llama-3 + 8,000 Korean tokens", "", byte_level["markdown"], "",
+                   f"Extending took {byte_level['extend_seconds']:.1f} s."]
     text = "\n".join(report)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -159,7 +172,7 @@ def main() -> None:
     write_result("tokenizer", {
         "dev_set": str(dev), "rows": cmp.rows, "domains": cmp.domains, "targets": targets,
         "throughput": tp, "throughput_ratio": tp_ratio, "extend_seconds": extend_s,
-        "extend_result": ext, "curve": curve_rows,
+        "extend_result": ext, "curve": curve_rows, "byte_level": byte_level,
     })
 
 

@@ -196,20 +196,68 @@ def _unigram_model(tmp_path: Path) -> Path:
     return path
 
 
-def _byte_level_folder(tmp_path: Path) -> Path:
+def _byte_level_folder(tmp_path: Path, name: str = "bytelevel", vocab: int = 400) -> Path:
+    """A small real byte-level BPE (GPT-2 style) trained on English, saved as tokenizer.json only."""
     from tokenizers import Tokenizer as T
-    from tokenizers import models, pre_tokenizers, trainers
+    from tokenizers import decoders, models, pre_tokenizers, trainers
 
     tok = T(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tok.train_from_iterator(["hello world 안녕"] * 10, trainers.BpeTrainer(vocab_size=300, show_progress=False))
-    folder = tmp_path / "bytelevel"
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    english = [" ".join(NON_KOREAN)] * 20 + [f"line {i}: the tokenizer handles code and prose" for i in range(200)]
+    tok.train_from_iterator(english, trainers.BpeTrainer(
+        vocab_size=vocab, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    folder = tmp_path / name
     folder.mkdir()
     tok.save(str(folder / "tokenizer.json"))
     return folder
 
 
-@pytest.mark.parametrize("case", ["empty", "not_utf8", "n_too_small", "unigram", "corrupt", "byte_level",
+def _wordpiece_folder(tmp_path: Path) -> Path:
+    from tokenizers import Tokenizer as T
+    from tokenizers import models, pre_tokenizers, trainers
+
+    tok = T(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["hello world 안녕"] * 10, trainers.WordPieceTrainer(vocab_size=100, show_progress=False,
+                                                                               special_tokens=["[UNK]"]))
+    folder = tmp_path / "wordpiece"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_byte_level_bpe_base_is_extended(tmp_path, corpora, dev_set):
+    """A byte-level BPE base: ids, merges and non-Hangul text unchanged; new tokens reachable."""
+    from transformers import AutoTokenizer
+
+    base_dir = _byte_level_folder(tmp_path)
+    base = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    n_base = base.get_vocab_size()
+    out = tmp_path / "ext"
+    res = extend_tokenizer(ExtendConfig(base=base_dir, corpus=[corpora["literature"]], out=out,
+                                        vocab_size=n_base + 600, sample_lines=4000))
+    assert res.vocab_size == n_base + 600 and res.added == 600
+    new_spec = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    old_spec = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    assert all(new_spec["model"]["vocab"][t] == i for t, i in old_spec["model"]["vocab"].items())
+    assert new_spec["model"]["merges"][: len(old_spec["model"]["merges"])] == old_spec["model"]["merges"]
+    new = Tokenizer.from_file(str(out / "tokenizer.json"))
+    texts = NON_KOREAN + ["".join(c for c in t if not is_hangul_char(c)) for _, t in dev_set[:300]]
+    assert [e.ids for e in new.encode_batch(texts)] == [e.ids for e in base.encode_batch(texts)]
+    korean = [t for _, t in dev_set] + SPECIAL
+    enc = new.encode_batch(korean)
+    assert all(new.decode(e.ids) == t for e, t in zip(enc, korean, strict=True))
+    assert sum(len(e.ids) for e in enc) < 0.7 * sum(len(e.ids) for e in base.encode_batch(korean))
+    whole = [i for i in range(n_base, n_base + 600) if "\ufffd" not in new.decode([i])]
+    assert len(whole) > 300  # the rest are first bytes of syllables, steps towards whole ones
+    for i in whole:  # every added whole-character token is reachable
+        assert new.encode(new.decode([i])).ids == [i], new.id_to_token(i)
+    assert len(AutoTokenizer.from_pretrained(out)) == n_base + 600
+    assert json.loads((out / PROVENANCE_FILE).read_text(encoding="utf-8"))["result"]["added"] == 600
+
+
+@pytest.mark.parametrize("case", ["empty", "not_utf8", "n_too_small", "unigram", "corrupt", "wordpiece",
                                   "exists"])
 def test_bad_input_one_line_exit_1_nothing_written(case, tmp_path, llama2_sp_model, corpora, run_cli):
     base, corpus, n = llama2_sp_model, corpora["literature"], "33000"
@@ -227,8 +275,8 @@ def test_bad_input_one_line_exit_1_nothing_written(case, tmp_path, llama2_sp_mod
     elif case == "corrupt":
         base = tmp_path / "tokenizer.model"
         base.write_bytes(b"\x00\xffnot a model" * 50)
-    elif case == "byte_level":
-        base = _byte_level_folder(tmp_path)
+    elif case == "wordpiece":
+        base = _wordpiece_folder(tmp_path)
     elif case == "exists":
         out.mkdir()
         (out / "keep.txt").write_text("mine", encoding="utf-8")
@@ -240,5 +288,5 @@ def test_bad_input_one_line_exit_1_nothing_written(case, tmp_path, llama2_sp_mod
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp folder left
     if case == "exists":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    if case in ("unigram", "byte_level"):
-        assert "SentencePiece BPE" in lines[0]
+    if case in ("unigram", "wordpiece"):
+        assert "BPE" in lines[0]

@@ -102,12 +102,8 @@ def resolve_base(base: str | Path) -> tuple[Path, Path | None]:
     if base.is_dir():
         model = base / "tokenizer.model"
         if not model.is_file():
-            if (base / "tokenizer.json").is_file():
-                raise TokenizerError(
-                    f"{base}: no tokenizer.model (a byte-level BPE or other tokenizers-only tokenizer); "
-                    "extend supports SentencePiece BPE bases such as Llama-2's"
-                )
-            raise TokenizerError(f"{base}: no tokenizer.model in this folder; give a SentencePiece BPE tokenizer")
+            raise TokenizerError(
+                f"{base}: no tokenizer.model or tokenizer.json; extend supports SentencePiece BPE or byte-level BPE")
         return model, base
     if base.is_file():
         return base, None
@@ -227,32 +223,35 @@ def train_korean_model(lines: list[str], vocab_size: int, cfg: ExtendConfig) -> 
 
 
 # ------------------------------------------------------------------------------------- selection
-def select_chars(chars: Counter, base_pieces: set[str], cfg: ExtendConfig) -> tuple[list[str], dict[str, int]]:
-    """Single-character pieces to add: syllables, jamo, Hanja (never ones already in the base)."""
-    seen_syll = sorted(c for c in chars if 0xAC00 <= ord(c) <= 0xD7A3)
+def select_chars(chars: Counter, base_pieces: set[str], cfg: ExtendConfig,
+                 budget: int) -> tuple[list[str], dict[str, int]]:
+    """Single-character pieces to add, most frequent first (never ones already in the base).
+
+    Syllables, jamo, Hanja and other characters per the settings; characters never seen (KS X 1001
+    syllables, unused jamo) come last. They take at most half of `budget`, so that a small budget
+    still leaves room for multi-character pieces.
+    """
+    seen_syll = [c for c in chars if 0xAC00 <= ord(c) <= 0xD7A3]
     syll: list[str] = []
     if cfg.syllables == "ksx1001+seen":
         syll = sorted(set(ksx1001_syllables()) | set(seen_syll))
     elif cfg.syllables == "seen":
         syll = seen_syll
     jamo = [chr(o) for o in range(0x3131, 0x318F)] if cfg.jamo else []
-    jamo += sorted(c for c in chars if 0x1100 <= ord(c) <= 0x11FF)
-    hanja = []
-    if cfg.hanja_min_count > 0:
-        # most frequent first, code point breaking ties, so the order is deterministic
-        hanja = [c for c, n in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))
-                 if is_hanja_char(c) and n >= cfg.hanja_min_count]
-    symbols = []
-    if cfg.symbols_min_count > 0:
-        symbols = [c for c, n in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))
-                   if n >= cfg.symbols_min_count and c.isprintable() and not c.isspace()
-                   and not is_hangul_char(c) and not is_hanja_char(c)]
-    kinds = {"syllables": syll, "jamo": jamo, "hanja": hanja, "symbols": symbols}
-    out, counts = [], {}
-    for kind, items in kinds.items():
-        new = [c for c in items if c not in base_pieces and c not in out]
-        counts[kind] = len(new)
-        out += new
+    jamo += [c for c in chars if 0x1100 <= ord(c) <= 0x11FF]
+    hanja = [c for c, n in chars.items() if is_hanja_char(c) and cfg.hanja_min_count and n >= cfg.hanja_min_count]
+    symbols = [c for c, n in chars.items() if cfg.symbols_min_count and n >= cfg.symbols_min_count
+               and c.isprintable() and not c.isspace() and not is_hangul_char(c) and not is_hanja_char(c)]
+    kind_of = {}
+    for kind, items in (("syllables", syll), ("jamo", jamo), ("hanja", hanja), ("symbols", symbols)):
+        for c in items:
+            if c not in base_pieces:
+                kind_of.setdefault(c, kind)
+    # most frequent first, code point breaking ties: deterministic
+    out = sorted(kind_of, key=lambda c: (-chars.get(c, 0), c))
+    if len(out) > budget // 2:
+        out = out[: budget // 2]
+    counts = {k: sum(1 for c in out if kind_of[c] == k) for k in ("syllables", "jamo", "hanja", "symbols")}
     return out, counts
 
 
@@ -406,13 +405,21 @@ def extended_tokenizer_json(base_json: dict[str, Any], base: Any, proto: Any) ->
 def extend_tokenizer(cfg: ExtendConfig) -> ExtendResult:
     """Extend `cfg.base` with Korean pieces learnt from `cfg.corpus` to exactly `cfg.vocab_size` pieces.
 
-    Inputs: a SentencePiece BPE base (folder or `tokenizer.model`), UTF-8 corpus files.
+    Inputs: a SentencePiece BPE base (folder or `tokenizer.model`), UTF-8 corpus files. A byte-level
+    BPE base (a folder with only `tokenizer.json`, or a `.gguf` vocab file) is extended by
+    `mixnu.tokenizer_bytelevel` instead (new tokens and merges appended to its tokenizer.json).
     Writes the folder `cfg.out` atomically (nothing is written on any error): `tokenizer.model`,
     `tokenizer.json`, `tokenizer_config.json` (+ the base's other configs), `mixnu_tokenizer.json`.
     Returns counts and timings. Same inputs and settings give byte-identical files.
     """
     t0 = time.perf_counter()
     check_output(cfg.out, cfg.force)
+    given = Path(cfg.base)
+    if given.suffix == ".gguf" or (given.is_dir() and not (given / "tokenizer.model").is_file()
+                                   and (given / "tokenizer.json").is_file()):
+        from mixnu.tokenizer_bytelevel import extend_byte_level_base
+
+        return extend_byte_level_base(cfg, t0)
     model_path, base_dir = resolve_base(cfg.base)
     base = load_sp_proto(model_path)
     check_sp_bpe(base, model_path)
@@ -421,10 +428,8 @@ def extend_tokenizer(cfg: ExtendConfig) -> ExtendResult:
         raise TokenizerError(f"--vocab-size {cfg.vocab_size} must be larger than the base's {n_base} pieces")
     base_pieces = {p.piece for p in base.pieces}
     chars, corpus_info, total = _corpus_pass(list(cfg.corpus), cfg.quiet)
-    new_chars, char_counts = select_chars(chars, base_pieces, cfg)
     budget = cfg.vocab_size - n_base
-    if len(new_chars) > budget:
-        new_chars = new_chars[:budget]
+    new_chars, char_counts = select_chars(chars, base_pieces, cfg, budget)
     lines = list(_sample(list(cfg.corpus), total, cfg.sample_lines))
     need = budget - len(new_chars)
     train_vocab = int(need * cfg.train_vocab_factor) + len({c for c in chars if not c.isspace()}) + 16

@@ -82,11 +82,16 @@ class CompareResult:
 
 
 # -------------------------------------------------------------------------------------- loading
-def _byte_level_ids(vocab: dict[str, int]) -> frozenset[int]:
-    """Ids of GPT-2 byte-level tokens whose bytes are not whole UTF-8 characters."""
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: printable character -> the byte it stands for."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    decoder = {u: b for b, u in bytes_to_unicode().items()}
+    return {u: b for b, u in bytes_to_unicode().items()}
+
+
+def _byte_level_ids(vocab: dict[str, int]) -> frozenset[int]:
+    """Ids of GPT-2 byte-level tokens whose bytes are not whole UTF-8 characters."""
+    decoder = _byte_decoder()
     out = set()
     for token, idx in vocab.items():
         if not all(ch in decoder for ch in token):

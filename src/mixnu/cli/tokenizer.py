@@ -10,7 +10,8 @@ import typer
 from mixnu.cli._common import Force, JsonOut, Quiet, Sets, emit
 from mixnu.config import load_config
 
-Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the settings (options win).")]
+Config = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="YAML file of ExtendConfig fields; they override the options above, --set overrides both.")]
 
 
 def register(app: typer.Typer) -> None:
