@@ -54,7 +54,13 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
         json_out: JsonOut = None,
     ) -> None:
-        """Continue-pretrain a model (one expert, or a MoE's routers) through Hugging Face Accelerate."""
+        """Continue-pretrain a model (one expert, or a MoE's routers) through Hugging Face Accelerate.
+
+        Other fields (warmup_steps, weight_decay, precision, new_rows_start, lora_r, router_aux_loss_coef,
+        eval_tokens, max_lines, seed …) come from --config or --set; see docs/train.md. Multi-process:
+        accelerate launch [--config_file recipes/accelerate/zero3-8gpu.yaml] -m mixnu train …, or
+        torchrun --nproc_per_node N -m mixnu train --cpu … on CPU.
+        """
         from mixnu.cli._common import emit
         from mixnu.train import TrainConfig
         from mixnu.train import train as run
