@@ -14,6 +14,9 @@ import pytest
 from mixnu.errors import DataError, OutputExistsError
 from mixnu.eval.agreement import AgreementConfig, compute_agreement, judge_scores, ordinal_alpha, pair_stats
 from mixnu.eval.annotate import AnnotateConfig, open_session
+from mixnu.eval.report import fresh_judgments
+from mixnu.eval.suite import load_suite
+from mixnu.io import read_jsonl, write_jsonl
 from tests.eval.annotate_helpers import write_run
 
 
@@ -84,12 +87,25 @@ def test_judge_score_is_the_median_over_rotations(tmp_path: Path):
     run = write_run(tmp_path / "run", per_kind=1, rotations=3,
                     judge=lambda pid, m, c, rot: None if (m == "qwen" and rot == 0) else scripted[rot],
                     error_items=("hallu-001",))
-    scores = judge_scores(run / "judgments.jsonl")
+    scores = judge_scores(read_jsonl(run / "judgments.jsonl"))
     assert list(scores) == ["judge:gpt-4o"]
     s = scores["judge:gpt-4o"]
     assert s[("law-001/0", "mixnu", "fluency")] == 4.0       # median(3, 5, 4)
     assert s[("law-001/0", "qwen", "accuracy")] == 4.5       # median(5, 4): the null is dropped
     assert not any(u[0] == "hallu-001/0" for u in s)         # status="error" gives no score
+
+
+def test_judgments_of_withdrawn_responses_are_not_counted(tmp_path: Path):
+    run = write_run(tmp_path / "run", per_kind=1, rotations=1, judge=lambda pid, m, c, rot: 4)
+    responses = read_jsonl(run / "responses.jsonl")
+    before = judge_scores(fresh_judgments(run, load_suite(run / "suite.yaml"), responses)[0])["judge:gpt-4o"]
+    changed = responses.pop(0)  # a response withdrawn (e.g. regenerated elsewhere) after judging
+    write_jsonl(run / "responses.jsonl", responses)
+    fresh, stale = fresh_judgments(run, load_suite(run / "suite.yaml"), responses)
+    after = judge_scores(fresh)["judge:gpt-4o"]
+    item = f"{changed['prompt_id']}/{changed['sample']}"
+    assert stale >= 1
+    assert any(u[0] == item for u in before) and not any(u[0] == item for u in after)
 
 
 def _annotate(run: Path, scores: dict[str, callable], n: int = 10) -> list:

@@ -33,7 +33,7 @@ def emit(result: Any, json_out: Path | None, quiet: bool, summary: str | None = 
         else:
             write_json(json_out, data)
     if not quiet and summary:
-        stderr.print(summary, highlight=False)
+        stderr.print(summary, highlight=False, soft_wrap=True)
 
 
 def not_available(stage: str, issue: int) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 from mixnu.config import StageConfig
 from mixnu.errors import DataError
 from mixnu.eval.annotation_store import CRITERIA, AnnotationStore
+from mixnu.eval.report import fresh_judgments
 from mixnu.eval.suite import ATTRIBUTES, load_suite
 from mixnu.io import atomic_dir, read_jsonl, write_json, write_text
 
@@ -140,10 +141,14 @@ def ordinal_alpha(matrix: np.ndarray) -> float | None:
                                         value_domain=values))
 
 
-def judge_scores(path: Path) -> dict[str, dict[Unit, float]]:
-    """Rater name -> unit -> median over rotations of the judge's non-null 1-5 scores."""
+def judge_scores(records: list[dict]) -> dict[str, dict[Unit, float]]:
+    """Rater name -> unit -> median over rotations of the judge's non-null 1-5 scores.
+
+    `records` are judgment records; pass `report.fresh_judgments(...)` so that judgments of
+    responses that changed since are not counted.
+    """
     raw: dict[tuple[str, str], dict[Unit, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for rec in read_jsonl(path):
+    for rec in records:
         if rec.get("status") != "ok" or not isinstance(rec.get("scores"), dict):
             continue
         item_id = f"{rec['prompt_id']}/{rec['sample']}"
@@ -258,7 +263,9 @@ def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
     if not db.is_file():
         raise DataError(f"{db}: no annotations; run `mixnu eval annotate {run} --sample N` first")
     category_of = {p.id: p.category for p in load_suite(run / "suite.yaml").prompts}
-    judges = judge_scores(run / "judgments.jsonl") if (run / "judgments.jsonl").is_file() else {}
+    judges: dict[str, dict[Unit, float]] = {}
+    if (run / "judgments.jsonl").is_file():
+        judges = judge_scores(fresh_judgments(run, load_suite(run / "suite.yaml"), read_jsonl(run / "responses.jsonl"))[0])
     humans: dict[str, dict[Unit, float]] = defaultdict(dict)
     for row in AnnotationStore(db).all_scores():
         humans[row["annotator"]][(row["item_id"], row["model"], row["criterion"])] = float(row["score"])

@@ -83,9 +83,9 @@ def bootstrap_ci(values: list[float], n_boot: int, confidence: float, seed: int)
     return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]],
-                       cfg: ReportConfig) -> tuple[list[dict[str, Any]], int]:
-    """Latest judgment per (prompt, sample, rotation) of the chosen judge, and how many were stale."""
+def fresh_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The latest judgment per key that still matches the suite and responses (any judge), and how
+    many records are stale (their prompt or a response they judged has changed since)."""
     path = run_dir / "judgments.jsonl"
     if not path.exists():
         raise DataError(f"{path}: not found; run 'mixnu eval judge {run_dir} …' first")
@@ -103,6 +103,14 @@ def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]
             current.append(rec)
         else:
             stale += 1
+    return current, stale
+
+
+def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]],
+                       cfg: ReportConfig) -> tuple[list[dict[str, Any]], int]:
+    """Latest judgment per (prompt, sample, rotation) of the chosen judge, and how many were stale."""
+    path = run_dir / "judgments.jsonl"
+    current, stale = fresh_judgments(run_dir, suite, responses)
     if not current:
         raise DataError(f"{path}: no judgment matches the current responses; run 'mixnu eval judge' again")
     judge = cfg.judge_model or current[-1]["judge_model"]
