@@ -105,12 +105,13 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
     targets = check_targets(bpc, domains, moe_after, stats.min_load)
     table = results_table(bpc, domains)
     plot_bpc(bpc, domains, folder / "bits_per_char.png")
-    plot_heatmap(stats, folder / "routing_heatmap.png", f"top-1 routing share: {moe_after}")
-    plot_layers(stats, folder / "routing_layers.png")
+    names = [f"E{i} ({d})" for i, d in enumerate(n[len("expert:"):] for n in bpc if n.startswith("expert:"))]
+    plot_heatmap(stats, folder / "routing_heatmap.png", f"top-1 routing share: {moe_after}", names)
+    plot_layers(stats, folder / "routing_layers.png", names)
     for name, s in ev["routing"].items():
         if name != moe_after:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            plot_heatmap(s, folder / f"routing_heatmap_{slug}.png", f"top-1 routing share: {name}")
+            plot_heatmap(s, folder / f"routing_heatmap_{slug}.png", f"top-1 routing share: {name}", names)
     tok_md = [tok_table["markdown"]]
     tgt_md = ["| target | pass | measured |", "|---|---|---|"]
     t = targets

@@ -296,8 +296,9 @@ def evaluate_perplexity(cfg: PplConfig) -> PplResult:
     scores = []
     torch.manual_seed(0)
     for path in cfg.models:
+        config = _read_config(path)
         tokenizer = load_tokenizer(cfg.tokenizer or path)
-        check_vocab(tokenizer, _read_config(path), f"{path}: ")  # before loading any weights
+        check_vocab(tokenizer, config, f"{path}: ")  # before loading any weights
         model = load_model(path, cfg.device)
         scores.append(score_model(model, tokenizer, texts, name=Path(path).name or str(path),
                                   max_length=cfg.max_length, stride=cfg.stride, batch_size=cfg.batch_size,

@@ -189,7 +189,8 @@ def analyze_routing(model: Any, tokenizer: Any, texts: dict[str, list[str]], *, 
     )
 
 
-def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing share") -> None:
+def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing share",
+                 expert_names: list[str] | None = None) -> None:
     """One panel per layer: rows are domains, columns experts, colour and text the top-1 share."""
     import matplotlib
 
@@ -207,7 +208,8 @@ def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing sh
             for c in range(grid.shape[1]):
                 ax.text(c, r, f"{grid[r, c]:.2f}", ha="center", va="center",
                         color="black" if grid[r, c] > 0.6 else "white", fontsize=8)
-        ax.set_xticks(range(stats.experts), [f"E{e}" for e in range(stats.experts)])
+        names = expert_names or [f"E{e}" for e in range(stats.experts)]
+        ax.set_xticks(range(stats.experts), names, rotation=30 if expert_names else 0)
         ax.set_yticks(range(len(domains)), domains if j == 0 else [""] * len(domains))
         ax.set_title(f"layer {stats.layers[j]}")
     fig.suptitle(title)
@@ -215,7 +217,7 @@ def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing sh
     _save_png(fig, path)
 
 
-def plot_layers(stats: RoutingStats, path: Path) -> None:
+def plot_layers(stats: RoutingStats, path: Path, expert_names: list[str] | None = None) -> None:
     """Per layer: load entropy and router entropy (left); each expert's share of all tokens (right)."""
     import matplotlib
 
@@ -228,14 +230,17 @@ def plot_layers(stats: RoutingStats, path: Path) -> None:
     a.plot(x, stats.load_entropy, "o-", label="load entropy / ln E (1 = balanced)")
     a.plot(x, stats.router_entropy, "s--", label="mean router entropy / ln E")
     a.set_ylim(0, 1.05)
+    a.set_xticks(x)
     a.set_xlabel("layer")
     a.legend(fontsize=8)
     load = np.array(stats.load)  # (L, E)
     width = 0.8 / stats.experts
     for e in range(stats.experts):
-        b.bar(x + (e - (stats.experts - 1) / 2) * width, load[:, e], width, label=f"E{e}")
+        b.bar(x + (e - (stats.experts - 1) / 2) * width, load[:, e], width,
+              label=expert_names[e] if expert_names else f"E{e}")
     b.axhline(1 / stats.experts, color="gray", lw=0.8, ls=":")
     b.axhline(0.05, color="red", lw=0.8, ls="--", label="5%")
+    b.set_xticks(x)
     b.set_xlabel("layer")
     b.set_ylabel("top-1 share of all tokens")
     b.legend(fontsize=7, ncol=2)
