@@ -1,6 +1,7 @@
 """Extend a SentencePiece BPE tokenizer (Llama-2's) with pieces of a new script (Korean Hangul).
 
 Entry point: `extend_tokenizer(ExtendConfig) -> ExtendResult` (`mixnu tokenizer extend`).
+Byte-level BPE bases (Llama-3, Qwen2) are handled by `mixnu.tokenizer_bytelevel`.
 Comparison lives in `mixnu.tokenizer_compare` (`compare_tokenizers`, `mixnu tokenizer compare`).
 
 How the extension works, and why (see docs/tokenizer.md):
@@ -123,7 +124,8 @@ def check_sp_bpe(proto: Any, path: Path) -> None:
 class ExtendConfig(StageConfig):
     """Settings of `extend_tokenizer` (CLI: `mixnu tokenizer extend`)."""
 
-    base: Path = Field(description="Base tokenizer folder (with tokenizer.model) or a tokenizer.model file.")
+    base: Path = Field(description="Base: tokenizer folder or tokenizer.model (SentencePiece BPE), or a "
+                                   "tokenizer.json-only folder or .gguf file (byte-level BPE).")
     corpus: list[Path] = Field(min_length=1, description="Training text: .txt / .jsonl (optionally .gz) files.")
     vocab_size: int = Field(46262, gt=0, description="Total pieces in the result (base + added), exactly.")
     out: Path = Field(description="Output tokenizer folder.")

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
 
     @group.command("extend")
     def extend(
-        base: Annotated[Path, typer.Option(help="Base tokenizer folder (with tokenizer.model) or tokenizer.model.")],
+        base: Annotated[Path, typer.Option(help="Base: SentencePiece BPE folder or tokenizer.model; or a byte-level "
+                                           "BPE folder (tokenizer.json only) or .gguf vocab file.")],
         corpus: Annotated[list[Path], typer.Option(help="Training text file (.txt/.jsonl[.gz]); repeatable.")],
         out: Annotated[Path, typer.Option(help="Output tokenizer folder.")],
         vocab_size: Annotated[int, typer.Option(help="Total pieces in the result, base included.")] = 46262,
