@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
 from mixnu.io import write_text  # noqa: E402
 from mixnu.shared import corpus_files, data_dir, llama2_tokenizer_model  # noqa: E402
-from mixnu.tokenizer import ExtendConfig, extend_tokenizer  # noqa: E402
+from mixnu.tokenizer import ExtendConfig, extend_tokenizer, reachable_share  # noqa: E402
 from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers, markdown, plot_vocab_tokens  # noqa: E402
 
 CURVE_SIZES = [33000, 34000, 36000, 38000, 40000, 42000, 44000, 46262, 50000, 56000]
@@ -117,6 +117,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ext = extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=corpus, out=tmp / "mixnu"))
         extend_s = time.perf_counter() - t0
+        reach = reachable_share(tmp / "mixnu" / "tokenizer.model", 32000)
         l2 = llama2_folder(tmp)
         cmp = compare_tokenizers(CompareConfig(
             tokenizers={"Llama-2": l2, "mixnu (this)": tmp / "mixnu",
@@ -150,6 +151,7 @@ def main() -> None:
         {"target": "fewer tokens than Qwen2", "value": f"{m['tokens']} vs {rows['Qwen2']['tokens']}",
          "met": m["tokens"] < rows["Qwen2"]["tokens"]},
         {"target": "fast encode >= 0.8x Llama-2 fast", "value": round(tp_ratio, 3), "met": tp_ratio >= 0.8},
+        {"target": "added pieces reachable = 100 %", "value": round(100 * reach, 3), "met": reach == 1.0},
     ]
     report = ["## Tokenizers on the Korean dev set (1,000 lines)", "", cmp.markdown]
     for dom, drows in cmp.domains.items():
@@ -171,7 +173,7 @@ def main() -> None:
     plot_vocab_tokens(cmp.rows, RESULTS / "tokenizer_vocab_tokens.png")
     write_result("tokenizer", {
         "dev_set": str(dev), "rows": cmp.rows, "domains": cmp.domains, "targets": targets,
-        "throughput": tp, "throughput_ratio": tp_ratio, "extend_seconds": extend_s,
+        "throughput": tp, "throughput_ratio": tp_ratio, "reachable_share": reach, "extend_seconds": extend_s,
         "extend_result": ext, "curve": curve_rows, "byte_level": byte_level,
     })
 
