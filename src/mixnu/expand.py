@@ -3,8 +3,9 @@
 The base model's input embeddings and LM head grow to the new tokenizer's size (optionally padded to a
 multiple of 64 for speed). Rows of the old pieces are copied bit for bit. New rows are initialised by:
 - `subword-mean` (EEVE): a new piece's input row is the mean of the base-model rows of the pieces the
-  BASE tokenizer splits its surface into; for an untied head, its output row is the first subword's
-  row (`output_init: first`, EEVE) or the mean (`output_init: mean`);
+  BASE tokenizer splits its surface into; for an untied head, its output row is the mean of those
+  pieces' head rows (`output_init: mean`, the default: it measured better in bench/expand.py) or the
+  first subword's head row (`output_init: first`, EEVE's choice);
 - `mean`: every new row is the mean of all old rows;
 - `random`: normal(0, `initializer_range`), seeded.
 
@@ -43,7 +44,8 @@ class ExpandConfig(StageConfig):
     tokenizer: Path = Field(description="extended tokenizer folder; its first pieces must be the base's")
     out: Path
     init: Literal["subword-mean", "mean", "random"] = "subword-mean"
-    output_init: Literal["first", "mean"] = Field("first", description="untied head rows (subword-mean only)")
+    output_init: Literal["first", "mean"] = Field(
+        "mean", description="untied head rows for subword-mean: mean (measured better, bench/expand.py) or first (EEVE)")
     pad_to_multiple_of: int = Field(1, ge=1, le=4096, description="pad the vocab rows, e.g. 64 for GPU speed")
     base_tokenizer: Path | None = Field(None, description="default: the tokenizer in the model folder")
     seed: int = 0

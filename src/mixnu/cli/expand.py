@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Extended tokenizer folder.")] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
         init: Annotated[str | None, typer.Option("--init", help="New input rows: subword-mean (EEVE), mean or random.")] = None,
-        output_init: Annotated[str | None, typer.Option("--output-init", help="Untied head rows: first (EEVE) or mean.")] = None,
+        output_init: Annotated[str | None, typer.Option("--output-init", help="Untied head rows for subword-mean: mean (default) or first (EEVE).")] = None,
         pad_to: Annotated[int | None, typer.Option("--pad-to-multiple-of", help="Pad vocab rows to a multiple (e.g. 64).")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="YAML file of ExpandConfig fields.")] = None,
         sets: Sets = None,
