@@ -67,6 +67,7 @@ class TrainPart(_Section):
     trainable: Literal["all", "mlp", "router", "router_and_all"] = "all"
     router_lr: float | None = None
     router_aux_loss_coef: float | None = None
+    balance_domains: bool = Field(False, description="repeat smaller corpora so each domain gives about as many blocks")
 
 
 class MergePart(_Section):
@@ -249,6 +250,13 @@ def _train(cfg: DemoConfig, part: TrainPart, model: Path, data: list[Path], out:
     return train(TrainConfig(**fields))
 
 
+def _balanced(files: dict[str, Path]) -> list[Path]:
+    """Each file repeated round(largest / its size) times, so the pooled blocks mix domains about evenly."""
+    sizes = {d: max(p.stat().st_size, 1) for d, p in files.items()}
+    big = max(sizes.values())
+    return [p for d, p in files.items() for _ in range(max(1, round(big / sizes[d])))]
+
+
 def _merge(cfg: DemoConfig, base: Path, experts: dict[str, Path], files: dict[str, Path], out: Path,
            init: str | None) -> Path:
     from mixnu.merge import ExpertSpec, MergeConfig, RouterConfig, average_experts, merge_experts
@@ -273,7 +281,9 @@ def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
     for i in range(cfg.eval.generations):
         torch.manual_seed(cfg.seed + i)
         with torch.no_grad():
+            # min_new_tokens: the prompt is a whole sentence, after which a tiny model's likeliest token is EOS
             gen = model.generate(**ids, max_new_tokens=cfg.eval.max_new_tokens, do_sample=True, top_p=0.9,
+                                 min_new_tokens=cfg.eval.max_new_tokens,
                                  temperature=0.8, repetition_penalty=1.2, pad_token_id=tok.eos_token_id)
         outs.append(tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
     return outs
@@ -337,7 +347,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             moes[init_kind] = clock.run(f"merge:{init_kind}", _merge, cfg, work / "base", experts, files,
                                         work / f"moe-{init_kind}", init_kind)
         first = cfg.merge.router_inits[0]
-        route_res = clock.run("route", _train, cfg, cfg.route, moes[first], data, work / "moe-routed", cfg.seed + 9)
+        route_data = _balanced(files) if cfg.route.balance_domains else data
+        route_res = clock.run("route", _train, cfg, cfg.route, moes[first], route_data, work / "moe-routed",
+                              cfg.seed + 9)
         train_info["route"] = report.train_info(route_res.train) | {"expert_load": route_res.expert_load}
         models = {"base": work / "base", **{f"expert:{d}": p for d, p in experts.items()},
                   "weight-average": work / "average",

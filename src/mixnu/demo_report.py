@@ -144,7 +144,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         "# mixnu demo (toy scale)",
         "## Held-out bits per character (lower is better; bold = best per domain)", table,
         "## Targets", "\n".join(tgt_md),
-        "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats),
+        "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats, names),
         "![routing heatmap](routing_heatmap.png)\n\n![load per layer](routing_layers.png)\n\n"
         "![bits per char](bits_per_char.png)",
         "## Tokenizers (dev set, 1,000 sentences)", "\n".join(tok_md),

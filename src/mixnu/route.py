@@ -258,10 +258,10 @@ def _save_png(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def routing_markdown(stats: RoutingStats) -> str:
+def routing_markdown(stats: RoutingStats, expert_names: list[str] | None = None) -> str:
     """Markdown: top-1 share per domain and layer (experts as columns), then per-layer load."""
     E = stats.experts
-    head = "| domain | layer | " + " | ".join(f"E{e}" for e in range(E)) + " |"
+    head = "| domain | layer | " + " | ".join(expert_names or [f"E{e}" for e in range(E)]) + " |"
     lines = [head, "|---|---:|" + "---:|" * E]
     for d, grid in stats.top1.items():
         for j, row in enumerate(grid):
