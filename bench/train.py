@@ -2,10 +2,11 @@
 
 Same tiny Llama (hidden 256, 4 layers, 8k byte-level BPE vocab trained here on the law corpus: ~8.3M
 parameters), same packed blocks (seq len 256, batch 8), same optimizer settings (AdamW, warmup + cosine,
-clipping 1.0, fp32), no evaluation. Each run is its own process (so peak RSS is its own); runs alternate
-mixnu / Trainer `--reps` times and the table reports medians.
+clipping 1.0, fp32), no evaluation. Each run is its own process (so peak RSS is its own). By default the
+two run side by side, concurrently with one thread each, so that both see the same load on a shared
+machine; `--sequential` runs them one after the other. `--reps` pairs; the table reports medians.
 
-    python bench/train.py [--steps 40] [--reps 2]
+    python bench/train.py [--steps 40] [--reps 2] [--sequential]
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--sequential", dest="concurrent", action="store_false",
+                    help="run one after the other with all threads (default: concurrently, 1 thread each)")
     ap.add_argument("--worker", choices=["mixnu", "trainer"])
     ap.add_argument("--work", type=Path)
     args = ap.parse_args()
@@ -117,13 +120,22 @@ def main() -> None:
         # warm the tokenised-data cache so neither side pays for tokenising
         subprocess.run([sys.executable, __file__, "--worker", "mixnu", "--work", str(work), "--steps", str(WARMUP + 1)],
                        check=True, capture_output=True)
+        # The machine is shared: run the two side by side (concurrently, one thread each), so that both see
+        # the same outside load; alternate which one starts first.
+        env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.concurrent else os.environ.copy()
         for rep in range(args.reps):
-            for tool in ("mixnu", "trainer") if rep % 2 == 0 else ("trainer", "mixnu"):
-                proc = subprocess.run([sys.executable, __file__, "--worker", tool, "--work", str(work), "--steps",
-                                       str(args.steps)], capture_output=True, text=True, env=os.environ.copy())
+            order = ("mixnu", "trainer") if rep % 2 == 0 else ("trainer", "mixnu")
+            procs = {}
+            for tool in order:
+                cmd = [sys.executable, __file__, "--worker", tool, "--work", str(work), "--steps", str(args.steps)]
+                procs[tool] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                if not args.concurrent:
+                    procs[tool].wait()
+            for tool, proc in procs.items():
+                out, err = proc.communicate()
                 if proc.returncode != 0:
-                    sys.exit(f"{tool} run failed:\n{proc.stderr[-3000:]}")
-                line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+                    sys.exit(f"{tool} run failed:\n{err[-3000:]}")
+                line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
                 runs[tool].append(json.loads(line[7:]))
                 print(f"{tool} rep {rep}: {runs[tool][-1]}", file=sys.stderr)
     rows = []
@@ -135,11 +147,12 @@ def main() -> None:
                      "final_loss": statistics.median(r["final_loss"] for r in rs if r["final_loss"] is not None)})
     ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
     print(markdown_table(rows))
+    mode = "concurrent pairs, 1 thread each" if args.concurrent else "sequential, alternating"
     print(f"\nmixnu / Trainer tokens/s: {ratio:.3f}x  (model {n_params / 1e6:.2f}M params, seq {SEQ}, batch {BATCH}, "
-          f"{args.steps} steps, medians of {args.reps} alternating runs; target >= 1.0x)")
+          f"{args.steps} steps, medians of {args.reps} runs, {mode}; target >= 1.0x)")
     write_result("train", {"rows": rows, "ratio_tokens_per_s": ratio, "params": n_params, "seq_len": SEQ,
                            "batch_size": BATCH, "steps": args.steps, "reps": args.reps, "runs": runs,
-                           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                           "mode": "concurrent, OMP_NUM_THREADS=1 each" if args.concurrent else "sequential",
                            "note": "tokens/s: mixnu = its training-loop time; Trainer = train_runtime. "
                                    "peak_rss_mb = ru_maxrss of the run's own process."})
 
