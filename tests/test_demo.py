@@ -89,6 +89,7 @@ def test_demo_recipe_validates():
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "toy" / "demo.yaml"
     cfg = load_config(DemoConfig, recipe)
-    assert cfg.experts.trainable == "mlp" and cfg.route.trainable in ("router", "router_and_all")
+    assert cfg.experts.trainable in ("all", "mlp") and cfg.route.trainable in ("router", "router_and_all")
+    assert cfg.route.router_aux_loss_coef and cfg.merge.router_inits[0] == "data"
     with pytest.raises(Exception, match="unknown_key"):
         load_config(DemoConfig, recipe, ["unknown_key=1"])
