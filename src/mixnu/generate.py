@@ -331,7 +331,14 @@ def _run_vllm(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int
 
 async def _run_openai(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int]], emit) -> None:
     from mixnu.errors import JudgeError
-    from mixnu.eval.client import CallFailure, CallStats, RetryPolicy, call_with_retries, make_client
+    from mixnu.eval.client import (
+        CallFailure,
+        CallStats,
+        RetryPolicy,
+        call_with_retries,
+        gather_or_cancel,
+        make_client,
+    )
 
     client = make_client(spec.base_url or "", spec.api_key_env, cfg.timeout_s, cfg.concurrency)
     policy = RetryPolicy(max_retries=cfg.max_retries, base_s=cfg.backoff_base_s)
@@ -359,13 +366,7 @@ async def _run_openai(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Pro
 
     try:
         tasks = [asyncio.create_task(one(p, s)) for p, s in jobs]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await gather_or_cancel(tasks)
     finally:
         await client.close()
 

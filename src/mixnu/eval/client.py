@@ -191,3 +191,15 @@ def dump_usage(usage: Any) -> dict[str, int]:
     get = usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)
     return {"prompt_tokens": int(get("prompt_tokens", 0) or 0),
             "completion_tokens": int(get("completion_tokens", 0) or 0)}
+
+
+async def gather_or_cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Await every task; if one fails (or we are cancelled), cancel the rest before re-raising,
+    so no request is left running against the server after the run has ended."""
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -43,6 +43,7 @@ from mixnu.eval.client import (
     RetryPolicy,
     call_with_retries,
     dump_usage,
+    gather_or_cancel,
     make_client,
 )
 from mixnu.eval.suite import Suite, load_suite
@@ -298,13 +299,7 @@ class _Judge:
                         bar.advance(task)
 
                 tasks = [asyncio.create_task(worker(w)) for w in range(n_workers)]
-                try:
-                    await asyncio.gather(*tasks)
-                except BaseException:
-                    for t in tasks:
-                        t.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
+                await gather_or_cancel(tasks)
         finally:
             await writer.close()
             self.t_end = time.perf_counter()
