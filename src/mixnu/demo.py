@@ -35,6 +35,7 @@ from mixnu.console import stderr
 from mixnu.errors import DataError
 from mixnu.io import atomic_dir, read_corpus
 from mixnu.shared import corpus_files, data_dir, heldout_files, llama2_tokenizer_model
+from mixnu.text import document_ids
 
 
 class _Section(BaseModel):
@@ -208,7 +209,7 @@ def _check_sizes(cfg: DemoConfig, files: dict[str, Path], tok_dir: Path) -> None
     for domain, path in files.items():
         n = 0
         for line in read_corpus(path, max_lines=cfg.max_lines):
-            n += len(tok(line, add_special_tokens=True)["input_ids"]) + 1
+            n += len(document_ids(tok, [line], eos=True)[0])  # as train packs it
             if n >= need:
                 break
         if n < need:
@@ -275,7 +276,7 @@ def _merge(cfg: DemoConfig, base: Path, experts: dict[str, Path], files: dict[st
 def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
     import torch
 
-    prompt = [tok.bos_token_id] + tok(cfg.eval.prompt, add_special_tokens=False)["input_ids"]  # as in training
+    prompt = document_ids(tok, [cfg.eval.prompt])[0]  # `[BOS] body`, as in training
     ids = {"input_ids": torch.tensor([prompt]), "attention_mask": torch.ones(1, len(prompt), dtype=torch.long)}
     outs = []
     for i in range(cfg.eval.generations):

@@ -33,6 +33,7 @@ from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.eval.suite import Prompt, Suite, load_suite
 from mixnu.io import append_jsonl, read_jsonl, write_jsonl, write_text
+from mixnu.text import chat_prompt_ids, document_ids, normalize_text
 
 
 class ModelSpec(BaseModel):
@@ -272,12 +273,30 @@ def load_hf(spec: ModelSpec, cfg: GenerateConfig):
     return model, tok
 
 
-def _prompt_text(spec: ModelSpec, tok: Any, text: str) -> str:
+def prompt_ids(spec: ModelSpec, tok: Any, text: str) -> list[int]:
+    """The ids a local model (hf, vllm) is given for one prompt, decided by `mixnu.text` as in training.
+
+    Plain: `[BOS] body`, the ids `train` and `ppl` give the same text. With `chat_template`: the
+    template's ids, the user's message encoded as text. `ConfigError` if the template is missing.
+    """
     if spec.chat_template:
         if not getattr(tok, "chat_template", None):
             raise ConfigError(f"model {spec.name!r}: chat_template is on but its tokenizer has no chat template")
-        return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-    return text
+        return chat_prompt_ids(tok, text)
+    return document_ids(tok, [text])[0]
+
+
+def _left_padded(rows: list[list[int]], pad_id: int):
+    """(input_ids, attention_mask), both (batch, longest) int64, padded on the left."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
 
 
 def _batches(jobs: list[tuple[Prompt, int]], size: int):
@@ -297,9 +316,8 @@ def _run_hf(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int]]
     for b, batch in _batches(jobs, cfg.batch_size):
         # Seeded per batch: the same config reproduces the same text (for a run that is not resumed).
         torch.manual_seed(cfg.seed * 1_000_003 + b)
-        texts = [_prompt_text(spec, tok, p.prompt) for p, _ in batch]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not spec.chat_template)
-        enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        ids, mask = _left_padded([prompt_ids(spec, tok, p.prompt) for p, _ in batch], tok.pad_token_id)
+        enc = {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty,
                                  pad_token_id=tok.pad_token_id, **sample_kw)
@@ -322,7 +340,7 @@ def _run_vllm(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int
         params = [SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                                  repetition_penalty=cfg.repetition_penalty, seed=cfg.seed * 1_000_003 + s)
                   for _, s in batch]
-        outs = llm.generate([_prompt_text(spec, tok, p.prompt) for p, _ in batch], params)
+        outs = llm.generate([{"prompt_token_ids": prompt_ids(spec, tok, p.prompt)} for p, _ in batch], params)
         for (p, s), o in zip(batch, outs, strict=True):
             emit(p, s, o.outputs[0].text)
     del llm
@@ -354,10 +372,10 @@ async def _run_openai(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Pro
             if spec.api == "chat":
                 def fn():
                     return client.chat.completions.create(
-                        messages=[{"role": "user", "content": p.prompt}], seed=seed, **common)
+                        messages=[{"role": "user", "content": normalize_text(p.prompt)}], seed=seed, **common)
             else:
                 def fn():
-                    return client.completions.create(prompt=p.prompt, seed=seed, **common)
+                    return client.completions.create(prompt=normalize_text(p.prompt), seed=seed, **common)
             res = await call_with_retries(fn, policy, stats, f"model {spec.name!r} at {spec.base_url}")
         if isinstance(res, CallFailure):
             raise JudgeError(f"model {spec.name!r} at {spec.base_url}: HTTP {res.status}: {res.message[:200]}")

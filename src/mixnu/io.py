@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 import tempfile
-import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mixnu.errors import DataError, OutputExistsError
+from mixnu.text import normalize_text
 
 
 @contextlib.contextmanager
@@ -194,7 +194,7 @@ def iter_corpus(path: str | Path) -> Iterator[str]:
                     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                         raise DataError(f"{path}:{lineno}: JSONL records need a string field 'text'")
                     line = obj["text"]
-                line = unicodedata.normalize("NFC", line.rstrip("\r\n"))
+                line = normalize_text(line.rstrip("\r\n"))
                 if line.strip():
                     n += 1
                     yield line

@@ -31,6 +31,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
 from mixnu.io import atomic_dir, read_corpus, write_json, write_text
+from mixnu.text import document_ids
 
 
 class PplConfig(StageConfig):
@@ -197,9 +198,8 @@ def make_windows(domain: str, token_lists: Sequence[Sequence[int]], bos_id: int 
 
 
 def tokenize_domain(tokenizer: Any, domain: str, texts: Sequence[str], max_length: int, stride: int) -> list[Window]:
-    """Tokenize texts without special tokens and make their scoring windows."""
-    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return make_windows(domain, enc, tokenizer.bos_token_id, max_length, stride)
+    """Tokenize texts as `[BOS] body` (`mixnu.text.document_ids`) and make their scoring windows."""
+    return make_windows(domain, document_ids(tokenizer, list(texts)), None, max_length, stride)
 
 
 def run_windows(model: Any, windows: Sequence[Window], batch_size: int, quiet: bool = True,

@@ -24,6 +24,7 @@ from typing import Any
 
 from mixnu.errors import DataError
 from mixnu.io import iter_corpus
+from mixnu.text import document_ids, normalize_text
 
 LOGIT_STD = 1.0
 
@@ -41,7 +42,7 @@ def sample_texts(experts: list[Any], init: str, samples: int, seed: int) -> list
     out = []
     for i, e in enumerate(experts):
         if init == "prompts":
-            out.append(list(e.prompts))
+            out.append([normalize_text(p) for p in e.prompts])
             continue
         rng = _random.Random(seed * 7919 + i)
         reservoir: list[str] = []
@@ -98,7 +99,8 @@ class TextForward:
         self.top_k = top_k
         self.groups: list[list[Any]] = []  # expert -> list of token id tensors (1, T)
         for e, group in enumerate(texts):
-            ids = [torch.tensor([tok(t, truncation=True, max_length=max_tokens)["input_ids"]]) for t in group]
+            # `[BOS] body`, cut to max_tokens: the ids training and `ppl` give the same text (mixnu.text)
+            ids = [torch.tensor([x[:max_tokens]]) for x in document_ids(tok, group)]
             ids = [x for x in ids if x.shape[1] > 0]
             if not ids:
                 raise DataError(f"router init: the texts of expert {e} tokenize to nothing; give non-empty text")

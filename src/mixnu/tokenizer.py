@@ -42,6 +42,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, sha256_file, write_json
+from mixnu.tokenizer_special import check_no_added_tokens, set_special_tokens
 
 PROVENANCE_FILE = "mixnu_tokenizer.json"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6  # sentencepiece ModelProto piece types
@@ -364,6 +365,9 @@ def base_hf_files(model_path: Path, base_dir: Path | None, staging: Path) -> dic
         if base_dir is not None and (base_dir / name).is_file():
             shutil.copy(base_dir / name, staging / name)
     data = json.loads((staging / "tokenizer.json").read_text(encoding="utf-8"))
+    if len(tok) != len(data.get("model", {}).get("vocab", {})):  # an added token check_no_added_tokens missed
+        raise TokenizerError(f"{src}: the base tokenizer has {len(tok):,} tokens but {len(data['model']['vocab']):,} "
+                             "pieces; extend the bare tokenizer.model instead")
     model = data.get("model", {})
     if model.get("type") != "BPE" or not model.get("byte_fallback"):
         raise TokenizerError(f"{model_path}: its fast tokenizer is not a byte-fallback BPE; cannot extend it")
@@ -426,6 +430,7 @@ def extend_tokenizer(cfg: ExtendConfig) -> ExtendResult:
     base = load_sp_proto(model_path)
     check_sp_bpe(base, model_path)
     n_base = len(base.pieces)
+    check_no_added_tokens(base_dir, n_base)
     if cfg.vocab_size <= n_base:
         raise TokenizerError(f"--vocab-size {cfg.vocab_size} must be larger than the base's {n_base} pieces")
     base_pieces = {p.piece for p in base.pieces}
@@ -454,6 +459,7 @@ def extend_tokenizer(cfg: ExtendConfig) -> ExtendResult:
     with atomic_dir(cfg.out, force=cfg.force) as stage:
         base_json = base_hf_files(model_path, base_dir, stage)
         data = extended_tokenizer_json(base_json, base, proto)
+        special = set_special_tokens(stage, data, base)
         (stage / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         (stage / "tokenizer.model").write_bytes(proto.SerializeToString())
         if cfg.verify_lines:
@@ -465,6 +471,7 @@ def extend_tokenizer(cfg: ExtendConfig) -> ExtendResult:
             "corpus": corpus_info,
             "settings": settings,
             "sentencepiece": _version("sentencepiece"),
+            "special_tokens": special,
             "korean_model": {"requested_vocab": train_vocab, "pieces": len(korean.pieces), "sample_lines": len(lines)},
             "result": {"pieces": len(proto.pieces), "added": len(pieces), "added_by_kind": added_by_kind,
                        "unreachable_dropped": dropped, "tokenizer_model_sha256": sha256_file(stage / "tokenizer.model")},

@@ -11,7 +11,8 @@ A tokenizer is given as NAME=PATH, where PATH is
 - byte-fallback tokenizers (SentencePiece, Llama-2): the `<0xNN>` byte pieces;
 - byte-level BPE (GPT-2 style: Llama-3, Qwen2): a token whose bytes are not valid UTF-8 on their
   own, i.e. it does not decode to whole characters (a piece of a character split across tokens).
-Texts are encoded without special tokens (no BOS). Words are space-separated (Korean eojeol).
+Texts are NFC-normalised and encoded without special tokens (no BOS); text that spells a special token
+(`<s>`) is encoded as text (`mixnu.text.body_ids`). Words are space-separated (Korean eojeol).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import ConfigError, DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, write_json, write_text
+from mixnu.text import body_ids, normalize_text
 
 BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 COLUMNS = ["tokenizer", "vocab", "pct_byte", "tokens_per_line", "chars_per_token", "tokens_per_word", "relative"]
@@ -118,7 +120,7 @@ def _from_backend(name: str, path: Path, kind: str, tok: Any) -> LoadedTokenizer
         family, byte_ids = "other", frozenset()
 
     def encode(lines: list[str]) -> list[list[int]]:
-        return [e.ids for e in backend.encode_batch(lines, add_special_tokens=False)]
+        return body_ids(tok, lines)  # NFC, no BOS, special-token spellings as text (mixnu.text)
 
     return LoadedTokenizer(name, path, kind, family, len(tok), byte_ids, encode)
 
@@ -157,7 +159,7 @@ def load_tokenizer(name: str, path: str | Path) -> LoadedTokenizer:
     byte_ids = frozenset(i for i in range(sp.get_piece_size()) if sp.is_byte(i))
 
     def encode(lines: list[str]) -> list[list[int]]:
-        return sp.encode(lines)
+        return sp.encode([normalize_text(x) for x in lines])
 
     return LoadedTokenizer(name, path, "sentencepiece", "byte-fallback", sp.get_piece_size(), byte_ids, encode)
 

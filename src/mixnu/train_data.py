@@ -24,8 +24,9 @@ import torch
 
 from mixnu.errors import DataError
 from mixnu.io import read_corpus, sha256_file
+from mixnu.text import document_ids
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: special-token spellings in text are text (issue #11)
 
 
 def default_cache_dir() -> Path:
@@ -104,11 +105,10 @@ def tokenize_docs(path: Path, tokenizer, *, part: str = "all", eval_fraction: fl
         ds = None
     if ds is None:
         docs = _split_docs(read_corpus(path, max_lines=max_lines), part, eval_fraction)
-        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
 
         def encode(batch: dict[str, list[str]]) -> dict[str, list]:
-            enc = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-            ids = [([bos] if bos is not None else []) + x + ([eos] if eos is not None else []) for x in enc]
+            # `[BOS] body [EOS]`, special-token spellings in the text encoded as text (mixnu.text)
+            ids = document_ids(tokenizer, batch["text"], eos=True)
             return {"input_ids": ids, "n_chars": [len(t) for t in batch["text"]]}
 
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from mixnu.eval.annotate_app import AnnotationApp, make_server
 from mixnu.eval.annotation_store import CRITERIA, AnnotationStore, SampleRow, check_annotator
 from mixnu.eval.suite import load_suite
 from mixnu.io import read_jsonl, write_jsonl, write_text
+from mixnu.text import normalize_text
 
 DB_NAME = "annotations.sqlite"
 
@@ -79,7 +80,7 @@ def load_items(run_dir: str | Path) -> dict[str, Item]:
     for i, rec in enumerate(read_jsonl(run_dir / "responses.jsonl"), 1):
         try:
             key = (str(rec["prompt_id"]), int(rec["sample"]))
-            texts[key][str(rec["model"])] = str(rec["response"])
+            texts[key][str(rec["model"])] = normalize_text(str(rec["response"]))  # shown as the judge saw it
         except (KeyError, TypeError, ValueError):
             raise DataError(f"{run_dir / 'responses.jsonl'}: record {i} lacks prompt_id, sample, model or response") from None
         if key[0] not in prompts:

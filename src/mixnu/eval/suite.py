@@ -26,10 +26,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mixnu.config import read_yaml
 from mixnu.errors import ConfigError
+from mixnu.text import normalize_text
 
 Category = Literal["language", "style", "domain", "localization", "hallucination"]
 Attribute = Literal[
@@ -56,6 +57,11 @@ class Notes(BaseModel):
     confusable: str | None = None
     meaning: str | None = None
 
+    @field_validator("judge", "human", "confusable", "meaning")
+    @classmethod
+    def _nfc(cls, v: str | None) -> str | None:
+        return normalize_text(v) if v is not None else None
+
 
 class Prompt(BaseModel):
     """One evaluation prompt."""
@@ -66,6 +72,11 @@ class Prompt(BaseModel):
     attribute: Attribute
     prompt: str = Field(min_length=1)
     notes: Notes
+
+    @field_validator("prompt")
+    @classmethod
+    def _nfc(cls, v: str) -> str:
+        return normalize_text(v)  # what generate, the judge and annotators see (mixnu.text)
 
     @model_validator(mode="after")
     def _check(self) -> Prompt:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mixnu.errors import ConfigError
+from mixnu.text import normalize_text
 
 CRITERIA = ("fluency", "relevance", "accuracy")
 BUILTIN = ("default", "card")
@@ -130,8 +131,9 @@ def render(template: Template, prompt: str, notes: str, responses: list[str]) ->
     def sub(m: re.Match[str]) -> str:
         return by_letter[m.group(2)] if m.group(2) else values[m.group(1)]
 
-    return [{"role": "system", "content": template.system},
-            {"role": "user", "content": _PLACEHOLDER.sub(sub, template.user)}]
+    # NFC like every text mixnu hands to a model (mixnu.text); model responses arrive un-normalised
+    return [{"role": "system", "content": normalize_text(template.system)},
+            {"role": "user", "content": normalize_text(_PLACEHOLDER.sub(sub, template.user))}]
 
 
 # ---- parsing the judge's reply ---------------------------------------------------------------------
