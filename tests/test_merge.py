@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from mixnu import merge as merge_mod
 from mixnu.merge import MergeConfig, average_experts, merge_experts
 from mixnu.router_init import TextForward
+from mixnu.text import document_ids
 from tests.conftest import build_tiny_llama
 
 PROMPTS = [["법원은 판결을 선고했다.", "계약의 해제"], ["파이썬 함수", "러스트 소유권"], ["오늘 날씨 좋다", "영화 재밌어"]]
@@ -192,7 +193,7 @@ def test_prompt_router_is_built_from_the_true_router_inputs(models, tmp_path):
         for texts in PROMPTS:
             start = len(seen[0])
             for t in texts:
-                model(torch.tensor([tok(t)["input_ids"]]))
+                model(torch.tensor(document_ids(tok, [t])))  # `[BOS] body`, as router init encodes it
             per_expert.append({i: torch.cat(seen[i][start:]) for i in range(2)})
     for h in hooks:
         h.remove()
