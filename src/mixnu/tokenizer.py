@@ -21,6 +21,8 @@ How the extension works, and why (see docs/tokenizer.md):
 6. The output folder holds the extended `tokenizer.model`, a `tokenizer.json` whose merges are the
    base's merges followed by the added pieces' merges in score order, the base's tokenizer configs,
    and `mixnu_tokenizer.json` (provenance: base sha256, corpus files and sizes, settings, counts).
+   It adds BOS like Llama-2's published tokenizer (`mixnu.tokenizer_special.set_special_tokens`); a base
+   folder with tokens added after its pieces (`<pad>` at 32000) is refused before any work.
 """
 
 from __future__ import annotations
