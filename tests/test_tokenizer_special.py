@@ -110,3 +110,26 @@ def test_llama_cpp_converter_reads_add_bos(small_extension):
     sv = gguf.SpecialVocab(small_extension, load_merges=False, n_vocab=33000)
     assert sv.add_special_token.get("bos") is True and not sv.add_special_token.get("eos")
     assert sv.special_token_ids.get("bos") == 1
+
+
+def test_expand_and_train_keep_the_folder_special_tokens(tmp_path, small_extension, tiny_llama_dir, corpora):
+    """Down the recipe (expand -> train), every folder declares BOS as `extend` wrote it, for llama.cpp too."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    from mixnu.expand import ExpandConfig, expand_model
+    from mixnu.io import read_corpus
+    from mixnu.train import TrainConfig, train
+
+    expanded = expand_model(ExpandConfig(model=tiny_llama_dir, tokenizer=small_extension, out=tmp_path / "exp",
+                                         quiet=True)).out
+    data = tmp_path / "d.txt"
+    data.write_text("\n".join(read_corpus(corpora["daily"], max_lines=40)) + "\n", encoding="utf-8")
+    trained = train(TrainConfig(model=expanded, data=[data], out=tmp_path / "tr", cache_dir=tmp_path / "cache",
+                                steps=1, seq_len=32, batch_size=2, eval_tokens=64, quiet=True, seed=0)).out
+    want = (small_extension / "tokenizer_config.json").read_bytes()
+    for folder in (expanded, trained):
+        assert (folder / "tokenizer_config.json").read_bytes() == want
+        assert json.loads(want)["add_bos_token"] is True
+        assert AutoTokenizer.from_pretrained(folder)("이사 온 날")["input_ids"][0] == 1
+        assert gguf.SpecialVocab(folder, load_merges=False, n_vocab=33000).add_special_token.get("bos") is True

@@ -22,7 +22,6 @@ tokenizer (and its `tokenizer.model` if present) and `mixnu_expand.json` (sizes,
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import Field
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, TokenizerError
-from mixnu.io import atomic_dir, check_output, write_json
+from mixnu.io import atomic_dir, check_output, copy_tokenizer_files, write_json
 from mixnu.train import quiet_transformers
 
 
@@ -152,8 +151,7 @@ def expand_model(cfg: ExpandConfig) -> ExpandResult:
         with quiet_transformers():
             model.save_pretrained(tmp)
         new_tok.save_pretrained(tmp)
-        if (cfg.tokenizer / "tokenizer.model").is_file():
-            shutil.copy(cfg.tokenizer / "tokenizer.model", tmp / "tokenizer.model")
+        copy_tokenizer_files(cfg.tokenizer, tmp)  # verbatim: keeps add_bos_token and the class (mixnu.text)
         result = ExpandResult(out=cfg.out, base_vocab_size=n_base, new_vocab_size=n_new, padded_vocab_size=padded,
                               new_rows=n_new - n_base, init=cfg.init,
                               output_init=None if tied or cfg.init != "subword-mean" else cfg.output_init,

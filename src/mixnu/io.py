@@ -155,6 +155,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja", "chat_template.json")
+
+
+def copy_tokenizer_files(src: str | Path, dest: str | Path) -> list[str]:
+    """Copy the tokenizer files of folder `src` into `dest` byte for byte; returns the names copied.
+
+    Used after `save_pretrained`, which in transformers 5 rewrites tokenizer_config.json (renames the
+    class, drops `add_bos_token`), so every folder down the recipe declares the special tokens the
+    extended tokenizer declared (docs/tokenizer.md).
+    """
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (Path(src) / name).is_file():
+            shutil.copyfile(Path(src) / name, Path(dest) / name)
+            copied.append(name)
+    return copied
+
+
 def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mixnu.errors import CheckpointError
-from mixnu.io import write_json
+from mixnu.io import copy_tokenizer_files, write_json
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, consumed: int, cfg, accelerator, lr: float) -> None:
@@ -103,6 +103,7 @@ def save_final(model, tokenizer, cfg, accelerator, tmp: Path, moe: bool) -> None
     with quiet_transformers():
         unwrapped.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
+    copy_tokenizer_files(cfg.model, tmp)  # the input's own files: same special-token settings (mixnu.text)
     for extra in ("tokenizer.model", "mixnu_expand.json"):
         if (Path(cfg.model) / extra).is_file():
             shutil.copy(Path(cfg.model) / extra, tmp / extra)
