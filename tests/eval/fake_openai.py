@@ -7,13 +7,25 @@ probability `fault_rate`, else `good`. Modes:
 - `good`: a JSON reply with every score; `slow`: the same after `slow_s` more seconds;
 - `429` (with `Retry-After: retry_after`), `500`, `401` (bad key), `400` (rejected; these two only when scripted);
 - `malformed`: text with no scores; `partial`: JSON cut in the middle; `broken_body`: the HTTP body
-  itself is cut (invalid JSON); `out_of_range`: scores 0 and 7; `text`: scores in free text;
-- `drop`: the connection is closed without a reply; `stall`: the reply is held until the client
+  itself is cut (invalid JSON); `out_of_range`: scores 0, 7 and 4.5 for every model;
+  `one_out_of_range`: one model's fluency is 7; `text`: scores in free text;
+- `drop`: the connection is closed without a reply; `hang`: no reply until the client gives up (or
+  `hang_s` passes), then the connection is closed; `stall`: the reply is held until the client
   goes away or `release()` is called (then it is answered `good`); every judge request after the
   first `stall_after` stalls.
 
-Every request is logged (`log`), with a hash of its messages, so tests can assert that no prompt was
-judged twice. Run standalone: `python tests/eval/fake_openai.py --port 8000 --latency 0.2`.
+A script entry may also be a dict: `{"content": "…"}` answers 200 with that reply text;
+`{"status": 500, "body": {…}}` answers that error.
+
+`flavor="llama-cpp-python"` reproduces that server's `response_format` handling (llama-cpp-python
+0.3.x, measured 2026-11-30): `{"type": "json_object"}` and its own `{"type": "json_object", "schema": …}`
+are accepted; any other type (OpenAI's `json_schema`) fails FastAPI's request validation, which its
+error handler turns into **HTTP 500** with the pydantic error list as the message (`LLAMA_CPP_RF_ERROR`).
+`reject_response_format` makes the server refuse those types with 400 instead (an OpenAI-like server).
+
+Every request is logged (`log`), with a hash of its system and first user message (the judgment,
+whatever follow-up turns re-asks add), so tests can assert that no prompt was judged twice. Run
+standalone: `python tests/eval/fake_openai.py --port 8000 --latency 0.2`.
 """
 
 from __future__ import annotations
@@ -33,7 +45,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CRITERIA = ("fluency", "relevance", "accuracy")
-FAULTS = ("429", "500", "malformed", "partial", "broken_body", "out_of_range", "drop", "text")
+FAULTS = ("429", "500", "malformed", "partial", "broken_body", "out_of_range", "one_out_of_range", "drop", "hang",
+          "text")
+CONTENT_FAULTS = ("malformed", "partial", "out_of_range", "one_out_of_range")  # a 200 reply without every score
+# The message llama-cpp-python's server (FastAPI + pydantic 2) returns with HTTP 500 for a response_format
+# type other than text/json_object: str() of FastAPI's RequestValidationError, i.e. its error list.
+LLAMA_CPP_RF_ERROR = ("[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                      "'msg': \"Input should be 'text' or 'json_object'\", 'input': '{rf}', "
+                      "'ctx': {'expected': \"'text' or 'json_object'\"}}]")
 
 
 def expected_scores(response: str) -> dict[str, int]:
@@ -68,15 +87,16 @@ class FakeOpenAI:
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS,
                  seed: int = 0, retry_after: float = 0.05, slow_s: float = 1.0,
                  reject_response_format: tuple[str, ...] = (), bias_letter_a: int = 0,
-                 stall_after: int | None = None) -> None:
+                 stall_after: int | None = None, flavor: str = "openai", hang_s: float = 30.0) -> None:
         self.latency_s, self.fault_rate, self.faults = latency_s, fault_rate, faults
         self.retry_after, self.slow_s = retry_after, slow_s
         self.reject_response_format = reject_response_format
         self.bias_letter_a = bias_letter_a
         self.stall_after = stall_after  # judge requests after this many are held (`stall`)
+        self.flavor, self.hang_s = flavor, hang_s
         self._picked = 0
         self.rng = random.Random(seed)
-        self.script: collections.deque[str] = collections.deque()
+        self.script: collections.deque[str | dict[str, Any]] = collections.deque()
         self.log: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self._release = threading.Event()
@@ -101,9 +121,10 @@ class FakeOpenAI:
 
     def judged(self) -> collections.Counter[str]:
         """How many good (200, scored) replies each distinct judge request got."""
-        return collections.Counter(e["hash"] for e in self.log if e["kind"] == "judge" and e["outcome"] == "ok")
+        return collections.Counter(e["hash"] for e in self.log
+                                   if e["kind"] == "judge" and e["outcome"] in ("ok", "text", "scripted"))
 
-    def _pick(self) -> str:
+    def _pick(self) -> str | dict[str, Any]:
         with self.lock:
             self._picked += 1
             if self.stall_after is not None and self._picked > self.stall_after:
@@ -157,23 +178,35 @@ class FakeOpenAI:
 
     def _serve(self, h: Any, body: dict[str, Any]) -> None:
         msgs = body.get("messages")
-        user = msgs[-1]["content"] if msgs else body.get("prompt", "")
+        users = [m["content"] for m in msgs or [] if m.get("role") == "user"]
+        user = users[0] if users else body.get("prompt", "")
         is_judge = bool(msgs) and "Fluency Rubric" in user
-        rf = (body.get("response_format") or {}).get("type")
+        rf_obj = body.get("response_format") or {}
+        rf = rf_obj.get("type")
         entry = {"t": time.time(), "path": h.path, "kind": "judge" if is_judge else "generate",
-                 "hash": hashlib.sha256(json.dumps(msgs or user, ensure_ascii=False).encode()).hexdigest(),
-                 "user": user, "response_format": rf, "body": body}
+                 "hash": hashlib.sha256(json.dumps((msgs or [])[:2] or user, ensure_ascii=False).encode()).hexdigest(),
+                 "user": user, "turns": len(msgs or []), "body": body,
+                 "response_format": f"{rf}+schema" if rf and "schema" in rf_obj else rf}
         mode = self._pick() if is_judge else "good"
         if self.latency_s:
             time.sleep(self.latency_s)
+        if rf and self.flavor == "llama-cpp-python" and rf not in ("text", "json_object"):
+            error = {"message": LLAMA_CPP_RF_ERROR.replace("{rf}", rf), "type": "internal_server_error",
+                     "param": None, "code": None}
+            return self._finish(h, entry, "rf_500", 500, {"error": error})
         if rf and rf in self.reject_response_format:
             return self._finish(h, entry, "400", 400, {"error": {"message": f"response_format {rf} unsupported"}})
+        if isinstance(mode, dict):
+            if "status" in mode:
+                return self._finish(h, entry, str(mode["status"]), mode["status"], mode["body"])
+            return self._finish(h, entry, "scripted", 200, self._envelope(body, mode["content"], user))
         if mode == "slow":
             time.sleep(self.slow_s)
-        if mode == "stall":
-            while not self._release.is_set():
-                if h.client_gone():
-                    entry["outcome"] = "aborted"
+        if mode in ("stall", "hang"):
+            deadline = time.time() + (self.hang_s if mode == "hang" else float("inf"))
+            while mode == "hang" or not self._release.is_set():
+                if h.client_gone() or time.time() > deadline or (mode == "hang" and self._release.is_set()):
+                    entry["outcome"] = "aborted" if mode == "stall" else "hang"
                     with self.lock:
                         self.log.append(entry)
                     h.close_connection = True
@@ -216,6 +249,8 @@ class FakeOpenAI:
             return json.dumps(scores)[:25]
         if mode == "out_of_range":
             return json.dumps({x: {"fluency": 0, "relevance": 7, "accuracy": 4.5} for x in letters})
+        if mode == "one_out_of_range":
+            return json.dumps({**scores, min(scores): {**scores[min(scores)], "fluency": 7}})
         if mode == "text":
             return "\n".join(f"Model {x}: Fluency: {s['fluency']}, Relevance: {s['relevance']}, "
                              f"Accuracy: {s['accuracy']}" for x, s in scores.items())
@@ -249,9 +284,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--hang-s", type=float, default=30.0, help="longest a `hang` fault holds a request")
+    ap.add_argument("--flavor", choices=("openai", "llama-cpp-python"), default="openai")
     ap.add_argument("--port-file", help="write the port here once listening")
     args = ap.parse_args()
-    srv = FakeOpenAI(latency_s=args.latency, fault_rate=args.fault_rate)
+    srv = FakeOpenAI(latency_s=args.latency, fault_rate=args.fault_rate, hang_s=args.hang_s, flavor=args.flavor)
     if args.port:
         srv._httpd.server_close()
         srv._httpd = _Server(("127.0.0.1", args.port), srv._handler())

@@ -16,7 +16,7 @@ import pytest
 
 from mixnu.errors import ConfigError
 from mixnu.eval.judge import JudgeConfig, judge, shown_order
-from mixnu.eval.templates import CRITERIA, load_template, parse_scores, render
+from mixnu.eval.templates import load_template, render
 from mixnu.io import read_jsonl
 from mixnu.shared import shared_dir
 from tests.eval.conftest import make_run, write_suite
@@ -96,37 +96,6 @@ def test_shuffle_is_seeded_per_prompt_and_rotations_move_every_model():
         assert sorted(o.index(m) for o in rots) == [0, 1, 2, 3, 4]
 
 
-# ---- parser ----------------------------------------------------------------------------------------
-
-L3 = ["A", "B", "C"]
-
-
-@pytest.mark.parametrize(("text", "want_a", "found"), [
-    ('{"A": {"fluency": 4, "relevance": 5, "accuracy": 3}}', (4, 5, 3), True),
-    ('```json\n{"scores": {"A": {"Fluency": "4", "relevance": 5.0, "accuracy": 2}}}\n```', (4, 5, 2), True),
-    ('Here you go: {"A": [1, 2, 3], "B": [3, 3, 3]} thanks', (1, 2, 3), True),
-    ('[{"model": "A", "fluency": 2, "relevance": 2, "accuracy": 2}]', (2, 2, 2), True),
-    ("Model A: Fluency: 4, Relevance: 3, Accuracy: 5\nModel B: Fluency: 1", (4, 3, 5), True),
-    ("**A** - fluency 3/5, relevance 4/5, accuracy 2/5", (3, 4, 2), True),
-    ('{"A": {"fluency": 4, "relevance": 5, "accur', (4, 5, None), True),      # partial JSON: salvaged
-    ('{"A": {"fluency": 0, "relevance": 7, "accuracy": 4.5}}', (None, None, None), True),  # out of range
-    ('{"A": {"fluency": true, "relevance": "four", "accuracy": null}}', (None, None, None), True),
-    ("I cannot evaluate these responses.", (None, None, None), False),
-    ("", (None, None, None), False),
-])
-def test_parser(text, want_a, found):
-    scores, ok = parse_scores(text, L3)
-    assert ok is found
-    assert tuple(scores["A"][c] for c in CRITERIA) == want_a
-    assert set(scores) == set(L3)
-    assert all(v is None or 1 <= v <= 5 for s in scores.values() for v in s.values())  # never 0
-
-
-def test_parser_ignores_letters_not_shown():
-    scores, ok = parse_scores('{"A": {"fluency": 3, "relevance": 3, "accuracy": 3}, "D": {"fluency": 5}}', ["A"])
-    assert ok and set(scores) == {"A"}
-
-
 # ---- judging against the server ------------------------------------------------------------------------
 
 def test_judge_scores_every_response_and_stores_the_mapping(tmp_path, fake_server):
@@ -178,30 +147,6 @@ def test_changed_template_or_judge_model_gets_new_judgments_old_ones_stay_valid(
     assert judge(cfg_for(run, fake_server, judge_model="fake-2")).judged == 4
 
 
-def test_thirty_percent_faults_every_item_ends_judged_or_explicitly_null(tmp_path):
-    run = make_run(tmp_path / "run", n=6, reps=5)  # 30 prompts x 3 models
-    with FakeOpenAI(fault_rate=0.3, seed=1) as srv:
-        res = judge(cfg_for(run, srv, concurrency=8, max_retries=8))
-        faults = [e["outcome"] for e in srv.log if e["outcome"] != "ok"]
-        n_requests = len(srv.log)
-    assert len(set(faults)) >= 5 and len(faults) >= 0.2 * n_requests  # the faults really happened
-    recs = read_jsonl(run / "judgments.jsonl")
-    assert len(recs) == len({r["key"] for r in recs}) == res.items == 30
-    resp = responses_of(run)
-    nulls = 0
-    for r in recs:
-        assert r["status"] in ("ok", "error")
-        for m, s in r["scores"].items():
-            assert set(s) == set(CRITERIA)
-            for c, v in s.items():
-                assert v is None or v == expected_scores(resp[(r["prompt_id"], r["sample"], m)])[c]
-                nulls += v is None
-        if r["status"] == "error" or r["null_scores"]:
-            assert r["raw"] is not None or r["error"]  # the raw text (or the failure) is kept
-    assert nulls == res.null_scores
-    assert res.ok >= 25  # retries and re-asking recover most faults
-
-
 def test_retry_after_is_honoured(tmp_path):
     run = make_run(tmp_path / "run", n=1)
     with FakeOpenAI(retry_after=0.6) as srv:
@@ -218,28 +163,30 @@ def test_response_format_falls_back_when_the_server_rejects_it(tmp_path):
         res = judge(cfg_for(run, srv, concurrency=1))
         used = [e["response_format"] for e in srv.log]
     assert res.ok == 3 and res.response_format == "none"
-    assert used[:3] == ["json_schema", "json_object", None] and set(used[3:]) == {None}
+    assert used[:4] == ["json_schema", "json_object+schema", "json_object", None] and set(used[4:]) == {None}
+    assert [r["status"] for r in res.response_format_refusals] == [400, 400, 400]
 
 
 def test_out_of_range_and_unparsable_replies_become_null_never_zero(tmp_path):
     run = make_run(tmp_path / "run", n=2)
     with FakeOpenAI() as srv:
-        srv.script.extend(["out_of_range", "malformed", "malformed"])
+        srv.script.extend(["out_of_range", "out_of_range", "malformed", "malformed"])
         res = judge(cfg_for(run, srv, concurrency=1, parse_retries=1))
     recs = {r["prompt_id"]: r for r in read_jsonl(run / "judgments.jsonl")}
     first, second = recs["hallucination-000"], recs["english-001"]
-    assert first["status"] == "ok" and first["null_scores"] == 9
+    assert first["status"] == "ok" and first["null_scores"] == 9 and first["calls"] == 2
     assert all(v is None for s in first["scores"].values() for v in s.values())
+    assert "not an integer from 1 to 5" in first["error"]
     assert second["status"] == "error" and second["calls"] == 2 and "cannot evaluate" in second["raw"]
-    assert res.errors == 1 and res.null_scores == 18
+    assert res.errors == 1 and res.null_scores == 18 and res.reasks == 2 and res.incomplete == 1
 
 
 def test_an_error_record_is_retried_by_the_next_run(tmp_path):
     run = make_run(tmp_path / "run", n=2)
     with FakeOpenAI() as srv:
         srv.script.extend(["malformed", "malformed"])
-        assert judge(cfg_for(run, srv, concurrency=1)).errors == 1
-        again = judge(cfg_for(run, srv, concurrency=1))
+        assert judge(cfg_for(run, srv, concurrency=1, parse_retries=1)).errors == 1
+        again = judge(cfg_for(run, srv, concurrency=1, parse_retries=1))
     assert again.judged == 1 and again.ok == 1
 
 

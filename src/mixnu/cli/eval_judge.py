@@ -47,7 +47,8 @@ def register(group: typer.Typer) -> None:
         cfg = build_config(JudgeConfig, config, cli, sets, "command-line options")
         res = judge(cfg, quiet=quiet)
         emit(res, json_out, quiet, f"{res.judged} judged ({res.ok} ok, {res.errors} failed, {res.null_scores} null "
-             f"scores), {res.reused} reused; {res.requests} requests, {res.retries} retries; "
+             f"scores), {res.reused} reused; {res.requests} requests, {res.retries} retries, {res.reasks} re-asks "
+             f"({res.reasked_items} judgments), response_format {res.response_format}; "
              f"{res.prompt_tokens + res.completion_tokens:,} tokens, ${res.cost_usd:.4f}; {res.judgments_per_s} judgments/s")
 
     @group.command("report")

@@ -6,7 +6,8 @@ counted, `Retry-After` is honoured exactly, and the backoff has jitter.
 
 Retried: HTTP 408/409/429/5xx, timeouts, dropped or refused connections, and replies whose body is
 not valid JSON (cut off in transit). Not retried (raised as
-`JudgeError` at once): 401/403 (bad key), 404 (wrong URL or model). Other 4xx are returned to the
+`JudgeError` at once): 401/403 (bad key), 404 (wrong URL or model). Other 4xx, and 5xx that the
+caller's `refused` predicate recognises as a refusal of the request itself, are returned to the
 caller as `CallFailure` so it can e.g. drop an unsupported `response_format` and ask again.
 """
 
@@ -143,9 +144,11 @@ def _describe(exc: Exception) -> str:
 
 
 async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, stats: CallStats,
-                            where: str) -> T | CallFailure:
+                            where: str, refused: Callable[[int, str], bool] | None = None) -> T | CallFailure:
     """Await `fn()` until it succeeds, retrying transient failures; see the module docstring.
 
+    `refused(status, message)` marks a 5xx as a refusal of the request itself (returned as
+    `CallFailure`, not retried), e.g. a server that answers an unsupported `response_format` with 500.
     Raises `JudgeError` for auth/not-found errors, and `RetriesExhausted` for transient errors that
     outlast the retries (its message says what failed and where).
     """
@@ -164,8 +167,11 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
             if status == 404:
                 raise JudgeError(f"{where}: HTTP 404 (wrong base URL or unknown model name); check the URL "
                                  "(it usually ends in /v1) and the model") from None
+            message = str(getattr(exc, "message", exc))
             if status not in _RETRY_STATUS and status < 500:
-                return CallFailure(status, str(getattr(exc, "message", exc))[:500])
+                return CallFailure(status, message[:500])
+            if refused is not None and refused(status, message):
+                return CallFailure(status, message[:500])
             last: Exception = exc
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:  # timeouts, refused, dropped
             last = exc

@@ -8,14 +8,17 @@ shuffled with `seed`; `rotations` k judges each group k times, the order rotated
 Each judgment is keyed by sha256(judge model, template, prompt, notes, responses, order, rotation) and
 appended with fsync as soon as it arrives (records arriving during one fsync share the next): a rerun (after a crash or kill -9) skips every key already
 stored, so nothing is asked twice and nothing is lost; a changed prompt, response or template gets a
-new key, so only its own judgments are redone. Records whose call failed (`status: "error"`) are retried
-by a rerun.
+new key, so only its own judgments are redone. Records whose call failed (`status: "error"`) or that
+kept a null score are asked again by a rerun.
 
 Calls go to any OpenAI-compatible endpoint with the official client (`mixnu.eval.client`): bounded
 concurrency, retries with backoff, jitter and `Retry-After`. The judge is asked for JSON
-(`response_format` json_schema, else json_object, else none, each dropped when the server rejects it)
-and its reply is parsed tolerantly (`mixnu.eval.templates.parse_scores`): a score is an integer 1–5 or
-null, never 0.
+(`response_format` `RF_MODES`: json_schema, llama.cpp's json_object + schema, json_object, none); a
+refusal of the format (4xx, or a 5xx whose body says the format is invalid) moves to the next mode
+at once, and the run keeps the first mode that worked. The reply is parsed by `mixnu.eval.parse`;
+a reply with a missing, invalid (not an integer 1–5) or ambiguous score is asked again, up to
+`parse_retries` times, in a follow-up turn naming the problem. A score is an integer 1–5 or null,
+never 0, and is never moved to another model.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,19 +50,21 @@ from mixnu.eval.client import (
     gather_or_cancel,
     make_client,
 )
+from mixnu.eval.parse import ParsedReply, parse_reply
 from mixnu.eval.suite import Suite, load_suite
 from mixnu.eval.templates import (
     CRITERIA,
     Template,
+    join_letters,
+    json_example,
     letters_for,
     load_template,
-    parse_scores,
     render,
     score_schema,
 )
 from mixnu.io import read_jsonl, write_json
 
-RF_MODES = ("json_schema", "json_object", "none")
+RF_MODES = ("json_schema", "json_object_schema", "json_object", "none")
 
 
 class JudgeConfig(StageConfig):
@@ -78,8 +84,8 @@ class JudgeConfig(StageConfig):
     timeout_s: float = Field(120.0, gt=0)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=16)
-    response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
-    parse_retries: int = Field(1, ge=0)  # ask again when nothing in a reply parses
+    response_format: Literal["auto", "json_schema", "json_object_schema", "json_object", "none"] = "auto"
+    parse_retries: int = Field(3, ge=0)  # re-asks when a score is missing, invalid or ambiguous
     api_key_env: str = "OPENAI_API_KEY"
     price_prompt_per_1k: float = Field(0.0, ge=0)      # USD per 1,000 prompt tokens
     price_completion_per_1k: float = Field(0.0, ge=0)  # USD per 1,000 completion tokens
@@ -106,7 +112,11 @@ class JudgeResult:
     wall_s: float            # the whole call: reading the run, building prompts, judging, writing
     judging_s: float         # from the first request to the last record on disk
     judgments_per_s: float   # judged / judging_s
-    response_format: str
+    response_format: str     # the mode that worked (auto: the first one the server did not refuse)
+    reasks: int = 0          # follow-up requests after unusable replies (missing, invalid or ambiguous scores)
+    reasked_items: int = 0   # judgments that needed at least one re-ask
+    incomplete: int = 0      # judgments stored with null scores after every re-ask
+    response_format_refusals: tuple[dict[str, Any], ...] = ()  # what the server refused, in order
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,42 @@ def latest_by_key(path: Path) -> dict[str, dict[str, Any]]:
 
 
 class _Rejected(Exception):
-    """The judge answered 4xx to one request even without `response_format`."""
+    """The judge refused one request (4xx) in every response_format mode left to try."""
+
+
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|structured output|grammar", re.I)
+_REFUSAL_WORDS = re.compile(r"invalid|validation|unsupported|not supported|must be|should be|unknown|"
+                            r"unrecognized|not allowed|not permitted|extra", re.I)
+
+
+def is_format_refusal(status: int, message: str) -> bool:
+    """True for a 5xx whose body says the request's `response_format` is invalid.
+
+    llama-cpp-python's server answers `{"type": "json_schema", …}` with HTTP 500 and a validation
+    message (`'loc': ('body', 'response_format', 'type'), 'msg': "Input should be 'text' or
+    'json_object'"`): that is a refusal of the format, not a transient fault, so it is not retried.
+    """
+    return status >= 500 and bool(_FORMAT_WORDS.search(message)) and bool(_REFUSAL_WORDS.search(message))
+
+
+def response_format_body(mode: str, letters: list[str]) -> dict[str, Any] | None:
+    """The `response_format` of one mode (`RF_MODES`); None for `none`."""
+    if mode == "json_schema":  # OpenAI, vLLM, llama.cpp's llama-server
+        return {"type": "json_schema", "json_schema": {"name": "scores", "strict": True,
+                                                       "schema": score_schema(letters)}}
+    if mode == "json_object_schema":  # llama-cpp-python's own form, enforced by a grammar
+        return {"type": "json_object", "schema": score_schema(letters)}
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def reask_message(problem: str, letters: list[str]) -> dict[str, str]:
+    """The follow-up turn that asks again after an unusable reply (the reply stays in the conversation)."""
+    return {"role": "user", "content": (
+        f"Your reply could not be used ({problem}). Score every criterion of every model "
+        f"({join_letters(letters)}) with an integer from 1 to 5. Answer with JSON only, in exactly this "
+        f"form: {json_example(letters)}")}
 
 
 class _Judge:
@@ -198,24 +243,32 @@ class _Judge:
         self.stats = CallStats()
         self.policy = RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s,
                                   random.Random(cfg.seed))
-        self.rf_mode = "json_schema" if cfg.response_format == "auto" else cfg.response_format
         self.auto_rf = cfg.response_format == "auto"
+        self.rf_index = 0 if self.auto_rf else RF_MODES.index(cfg.response_format)
+        self.refusals: list[dict[str, Any]] = []  # response_format modes the server refused, in order
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        self.ok = self.errors = self.nulls = 0
+        self.ok = self.errors = self.nulls = self.reasks = self.reasked = self.incomplete = 0
         self.where = f"judge {cfg.judge_model!r} at {cfg.judge_url}"
         self.clients: list[Any] = []
         self.t_start = self.t_end = 0.0  # the judging phase: first request to last record on disk
 
-    async def _ask(self, client: Any, messages: list[dict[str, str]], letters: list[str]) -> Any:
+    @property
+    def rf_mode(self) -> str:
+        return RF_MODES[self.rf_index]
+
+    async def _ask(self, client: Any, messages: list[dict[str, str]], letters: list[str]) -> tuple[Any, str]:
+        """One reply and the response_format mode it came with.
+
+        A refusal of the request (4xx, or a 5xx saying the format is invalid) moves on to the next
+        mode at once (`auto` only); the run keeps the first mode that worked from then on.
+        """
+        index = self.rf_index
         while True:
-            mode = self.rf_mode
+            mode = RF_MODES[index]
             body: dict[str, Any] = {"model": self.cfg.judge_model, "messages": messages,
                                     "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
-            if mode == "json_schema":
-                body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": "scores", "strict": True, "schema": score_schema(letters)}}
-            elif mode == "json_object":
-                body["response_format"] = {"type": "json_object"}
+            if (rf := response_format_body(mode, letters)) is not None:
+                body["response_format"] = rf
 
             async def fn(body: dict[str, Any] = body) -> Any:
                 # The client's own `post` (same auth, errors and timeouts as `chat.completions.create`)
@@ -224,44 +277,69 @@ class _Judge:
                 resp = await client.post("/chat/completions", body=body, cast_to=httpx.Response)
                 return resp.json()
 
-            res = await call_with_retries(fn, self.policy, self.stats, self.where)
+            res = await call_with_retries(fn, self.policy, self.stats, self.where,
+                                          refused=is_format_refusal if rf is not None else None)
             if not isinstance(res, CallFailure):
-                return res
+                if index > self.rf_index:  # a lower mode worked where a higher one was refused
+                    self.rf_index = index
+                return res, mode
+            if len(self.refusals) < 10:
+                self.refusals.append({"response_format": mode, "status": res.status, "message": res.message[:300]})
             if mode == "none" or not self.auto_rf:
-                raise _Rejected(f"{self.where} rejected the request: HTTP {res.status}: {res.message[:200]}")
-            if self.rf_mode == mode:  # the server does not support this response_format: use the next one
-                self.rf_mode = RF_MODES[RF_MODES.index(mode) + 1]
+                raise _Rejected(f"{self.where} rejected the request (response_format {mode}): "
+                                f"HTTP {res.status}: {res.message[:200]}")
+            index += 1
 
     async def judge_one(self, item: Item, client: Any) -> dict[str, Any]:
+        """Ask (and re-ask, up to `parse_retries` times, while any score is missing, invalid or
+        ambiguous); the record keeps the attempt with the most valid scores."""
         letters = letters_for(len(item.order))
         t0 = time.perf_counter()
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         raw: str | None = None
         error: str | None = None
-        scores_by_letter, found, calls = {x: dict.fromkeys(CRITERIA) for x in letters}, False, 0
+        best = ParsedReply({x: dict.fromkeys(CRITERIA) for x in letters}, "no reply")
+        best_raw: str | None = None
+        messages, problems, mode, calls = list(item.messages), [], None, 0
         try:
-            for _ in range(self.cfg.parse_retries + 1):
-                res = await self._ask(client, item.messages, letters)
+            for attempt in range(self.cfg.parse_retries + 1):
+                if attempt:
+                    messages = [*messages, {"role": "assistant", "content": raw or ""},
+                                reask_message(problems[-1], letters)]
+                res, mode = await self._ask(client, messages, letters)
                 calls += 1
                 for k, v in dump_usage(res.get("usage")).items():
                     usage[k] += v
-                choices = res.get("choices") or [{}]
-                raw = (choices[0].get("message") or {}).get("content")
-                scores_by_letter, found = parse_scores(raw, letters)
-                if found:
+                choice = (res.get("choices") or [{}])[0]
+                raw = (choice.get("message") or {}).get("content")
+                parsed = parse_reply(raw, letters)
+                if attempt == 0 or (parsed.valid, parsed.read) > (best.valid, best.read):
+                    best, best_raw = parsed, raw
+                if parsed.complete:
                     break
-            if not found:
-                error = "no scores could be parsed from the reply"
+                cut = " (cut off at max_tokens)" if choice.get("finish_reason") == "length" else ""
+                problems.append(f"{parsed.problem}{cut}")
+            if not best.complete:
+                error = problems[-1]
         except (RetriesExhausted, _Rejected) as exc:
             if self.stats.successes == 0:  # nothing has worked yet: a setup problem, stop with one line
                 raise JudgeError(str(exc)) from None
             error = str(exc)  # one item failed (e.g. a prompt too long for the judge): stored, retried next run
-        scores = {m: scores_by_letter[x] for x, m in zip(letters, item.order, strict=True)}
-        status = "ok" if found else "error"
+        return self._record(item, letters, best, best_raw if best_raw is not None else raw, error, usage, calls,
+                            problems, mode, t0)
+
+    def _record(self, item: Item, letters: list[str], best: ParsedReply, raw: str | None, error: str | None,
+                usage: dict[str, int], calls: int, problems: list[str], mode: str | None, t0: float) -> dict[str, Any]:
+        scores = {m: best.scores[x] for x, m in zip(letters, item.order, strict=True)}
+        status = "ok" if best.read else "error"  # error: no reply, nothing readable, or ambiguous
         nulls = sum(v is None for s in scores.values() for v in s.values())
+        reasks = max(0, calls - 1)
         self.ok += status == "ok"
         self.errors += status == "error"
         self.nulls += nulls
+        self.reasks += reasks
+        self.reasked += reasks > 0
+        self.incomplete += status == "ok" and nulls > 0
         for k, v in usage.items():
             self.usage[k] += v
         cost = (usage["prompt_tokens"] * self.cfg.price_prompt_per_1k
@@ -271,7 +349,8 @@ class _Judge:
             "judge_model": self.cfg.judge_model, "template": self.template.name, "template_sha": self.template.sha,
             "order": list(item.order), "status": status, "scores": scores, "null_scores": nulls,
             "raw": raw, "error": error, "usage": usage, "cost_usd": round(cost, 8), "calls": calls,
-            "response_format": self.rf_mode, "seed": self.cfg.seed,
+            "reasks": reasks, "problems": problems,
+            "response_format": mode, "seed": self.cfg.seed,
             "latency_s": round(time.perf_counter() - t0, 4), "created": time.time(),
         }
 
@@ -359,7 +438,7 @@ def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
     out = run_dir / "judgments.jsonl"
     stored = latest_by_key(out)
     todo = [it for it in items if it.key not in stored
-            or (cfg.retry_errors and stored[it.key].get("status") != "ok")]
+            or (cfg.retry_errors and (stored[it.key].get("status") != "ok" or stored[it.key].get("null_scores")))]
     state = _Judge(cfg, template, out)
     if todo:
         asyncio.run(state.run(todo, quiet))
@@ -373,7 +452,8 @@ def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
         retries=state.stats.retries, prompt_tokens=state.usage["prompt_tokens"],
         completion_tokens=state.usage["completion_tokens"], cost_usd=round(cost, 6), wall_s=round(wall, 3),
         judging_s=round(judging, 3), judgments_per_s=round(len(todo) / judging, 2) if todo and judging > 0 else 0.0,
-        response_format=state.rf_mode,
+        response_format=state.rf_mode, reasks=state.reasks, reasked_items=state.reasked,
+        incomplete=state.incomplete, response_format_refusals=tuple(state.refusals),
     )
     summary = {"config": cfg.model_dump(mode="json"), "template_sha": template.sha, "result": result}
     write_json(run_dir / "judge_summary.json", summary)

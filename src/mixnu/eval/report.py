@@ -263,6 +263,7 @@ def report(cfg: ReportConfig) -> ReportResult:
                  for m in models]
     errors = sum(r["status"] != "ok" for r in judgments)
     raw_nulls = sum(int(r.get("null_scores", 0)) for r in judgments)
+    reasks = sum(int(r.get("reasks", 0)) for r in judgments)
     usage = {k: sum(int((r.get("usage") or {}).get(k, 0)) for r in judgments) for k in ("prompt_tokens", "completion_tokens")}
     cost = round(sum(float(r.get("cost_usd") or 0) for r in judgments), 6)
     jm, tpl = judgments[-1]["judge_model"], judgments[-1]["template"]
@@ -273,7 +274,8 @@ def report(cfg: ReportConfig) -> ReportResult:
     md = "\n\n".join([
         f"# Evaluation report: {suite.name} (v{suite.version})",
         f"Judge `{jm}`, template `{tpl}`, {rotations} rotation(s); {len(judgments)} judgments "
-        f"({errors} failed, {raw_nulls} null scores inside them; {stale} stale ignored); "
+        f"({errors} failed, {raw_nulls} null scores inside them, {reasks} re-asks after unusable replies; "
+        f"{stale} stale ignored); "
         f"{usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, ${cost:.4f}. "
         f"Scores 1–5: median over rotations, then mean over prompts ± {cfg.confidence:.0%} bootstrap CI.",
         "## By model\n\n" + _md_scores(by_model, "scope"),

@@ -1,4 +1,4 @@
-"""Judge prompt templates (the card's, verbatim, and a corrected default) and the score parser.
+"""Judge prompt templates: the card's, verbatim, and a corrected default (replies are read by `mixnu.eval.parse`).
 
 A template file is plain text: a first line `system: …`, a line `user:`, then the user message.
 Placeholders are replaced in one pass (so a response that happens to contain `{Prompt}` is left alone):
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -134,112 +133,3 @@ def render(template: Template, prompt: str, notes: str, responses: list[str]) ->
     # NFC like every text mixnu hands to a model (mixnu.text); model responses arrive un-normalised
     return [{"role": "system", "content": normalize_text(template.system)},
             {"role": "user", "content": normalize_text(_PLACEHOLDER.sub(sub, template.user))}]
-
-
-# ---- parsing the judge's reply ---------------------------------------------------------------------
-
-def _as_score(value: Any) -> int | None:
-    """An integer 1–5, else None (never 0): 4, 4.0 and "4" count; 4.5, 7, "four", True do not."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        value = int(value)
-    return value if isinstance(value, int) and 1 <= value <= 5 else None
-
-
-def _json_candidates(text: str) -> Iterator[Any]:
-    """Whole text, then every balanced {...} block, that json.loads accepts (lazily: usually the first wins)."""
-    stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
-    try:
-        yield json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    starts = [i for i, ch in enumerate(text) if ch == "{"]
-    for s in starts[:50]:
-        depth = 0
-        for j in range(s, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                try:
-                    yield json.loads(text[s:j + 1])
-                except json.JSONDecodeError:
-                    pass
-                break
-
-
-def _letter_of(key: Any, letters: list[str]) -> str | None:
-    m = re.fullmatch(r"\s*(?:model|response)?\s*[\"']?([A-Za-z])[\"']?\s*", str(key), re.I)
-    if m and m.group(1).upper() in letters:
-        return m.group(1).upper()
-    return None
-
-
-def _from_json(obj: Any, letters: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict | list):
-        key = next(iter(obj))
-        if _letter_of(key, letters) is None:  # {"scores": {...}} wrapper
-            obj = obj[key]
-    items: list[tuple[Any, Any]] = []
-    if isinstance(obj, dict):
-        items = list(obj.items())
-    elif isinstance(obj, list):
-        for entry in obj:
-            if isinstance(entry, dict):
-                label = entry.get("model", entry.get("letter", entry.get("id")))
-                items.append((label, entry))
-    for key, val in items:
-        letter = _letter_of(key, letters)
-        if letter is None:
-            continue
-        if isinstance(val, dict):
-            lower = {str(k).lower(): v for k, v in val.items()}
-            got = {c: lower[c] for c in CRITERIA if c in lower}
-        elif isinstance(val, list) and len(val) == 3:
-            got = dict(zip(CRITERIA, val, strict=True))
-        else:
-            continue
-        if got:
-            found[letter] = got
-    return found
-
-
-_LETTER_MARK = re.compile(r"(?:^|[\s\"'{,(*#])(?:model|response)?\s*\**[\"'<\[]?([A-Z])[\"'>\]]?\**\s*[:)\-—]", re.I | re.M)
-_CRIT_VALUE = re.compile(r"(fluency|relevance|accuracy)[\"'*]?\s*(?:score)?\s*[:=\-—]?\s*[\"']?(-?\d+(?:\.\d+)?)", re.I)
-
-
-def _from_text(text: str, letters: list[str]) -> dict[str, dict[str, Any]]:
-    """Free text: each `criterion: n` belongs to the most recent letter marker (`A:`, `Model B -`, `"C":`)."""
-    marks = [(m.start(), m.group(1).upper()) for m in _LETTER_MARK.finditer(text) if m.group(1).upper() in letters]
-    found: dict[str, dict[str, Any]] = {}
-    for m in _CRIT_VALUE.finditer(text):
-        owner = [letter for pos, letter in marks if pos < m.start()]
-        if not owner:
-            continue
-        raw = m.group(2)
-        value: Any = float(raw) if "." in raw else int(raw)
-        found.setdefault(owner[-1], {}).setdefault(m.group(1).lower(), value)
-    return found
-
-
-def parse_scores(text: str | None, letters: list[str]) -> tuple[dict[str, dict[str, int | None]], bool]:
-    """Scores per letter and criterion from a judge reply, and whether anything was found.
-
-    Tries JSON (whole reply, then any {...} block), then free text. Every (letter, criterion) is
-    present in the result: an integer 1–5, or None when missing, not an integer, or out of range.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    if text:
-        for cand in _json_candidates(text):
-            found = _from_json(cand, letters)
-            if found:
-                break
-        if not found or any(len(found.get(x, {})) < len(CRITERIA) for x in letters):
-            salvage = _from_text(text, letters)
-            for letter, got in salvage.items():
-                for crit, v in got.items():
-                    found.setdefault(letter, {}).setdefault(crit, v)
-    scores = {x: {c: _as_score(found.get(x, {}).get(c)) for c in CRITERIA} for x in letters}
-    return scores, bool(found)
