@@ -95,18 +95,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None,
-                defaults: dict[str, Any] | None = None) -> C:
-    """Build a `cls` config from `defaults`, then YAML `path`, then `--set` `overrides`.
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in nested dicts, replacing the leaf (a given list or mapping replaces the YAML's)."""
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
 
-    Relative paths inside the YAML stay as written (resolved against the working directory),
-    as in mergekit and litgpt configs.
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: dict[str, Any] | None = None, given: dict[str, Any] | None = None,
+                source: str = "command-line options") -> C:
+    """Build a `cls` config by the one override rule, later wins:
+    `defaults` < YAML `path` < `given` (flags typed on the command line) < `--set` `overrides`.
+
+    Keys of `defaults` and `given` may be dotted (`router.init`); a `given` value replaces the whole
+    value at its key. Relative paths inside the YAML stay as written (resolved against the working
+    directory), as in mergekit and litgpt configs. `ConfigError` names `path` (else `source`) and the field.
     """
-    data: dict[str, Any] = dict(defaults or {})
-    source = "command-line options"
+    data: dict[str, Any] = {}
+    for key, value in (defaults or {}).items():
+        _set_path(data, key, value)
     if path is not None:
         data = _deep_merge(data, read_yaml(path))
         source = str(path)
+    for key, value in (given or {}).items():
+        _set_path(data, key, value)
     data = _deep_merge(data, parse_overrides(overrides))
     return validate_config(cls, data, source)
 

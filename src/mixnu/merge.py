@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from mixnu.config import StageConfig, dump_config, parse_overrides, read_yaml, validate_config
+from mixnu.config import StageConfig, dump_config
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.io import atomic_dir, check_output, sha256_file, write_json, write_text
@@ -469,34 +469,6 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def load_merge_config(path: Path | None, flags: dict[str, Any], experts: list[str] | None,
-                      sets: list[str] | None) -> MergeConfig:
-    """A `MergeConfig` from YAML `path`, then command-line flags (dotted keys; None = not given),
-    then `--expert NAME=PATH` flags (they replace the YAML's experts), then `--set` overrides."""
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    for key, value in [*flags.items(), *_flatten(parse_overrides(sets))]:
-        if value is None:
-            continue
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = str(value) if isinstance(value, Path) else value
-    if experts:
-        data["experts"] = [parse_expert_flag(x) for x in experts]
-    return validate_config(MergeConfig, data, str(path) if path is not None else "command-line options")
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out += _flatten(v, f"{prefix}{k}.")
-        else:
-            out.append((prefix + k, v))
-    return out
 
 
 def parse_expert_flag(value: str) -> dict[str, str]:

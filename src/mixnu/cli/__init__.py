@@ -12,6 +12,7 @@ import typer
 from mixnu import __version__
 from mixnu.cli import demo, expand, generate, merge, ppl, route, tokenizer, train
 from mixnu.cli import eval as eval_cli
+from mixnu.cli._common import expand_list_options
 from mixnu.console import stderr
 from mixnu.errors import MixnuError
 
@@ -44,9 +45,13 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `mixnu` console script."""
+    """Entry point of the `mixnu` console script (list options take several values: `expand_list_options`)."""
+    import sys
+
+    command = typer.main.get_command(app)  # what `app(...)` builds and calls, built once here
+    args = expand_list_options(command, list(sys.argv[1:] if argv is None else argv))
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = command(args=args, standalone_mode=False)
     except MixnuError as exc:
         stderr.print(f"[red]mixnu: error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "toy" / "demo.yaml"
 
@@ -18,6 +17,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(
+        ctx: typer.Context,
         out: Annotated[Path, typer.Option("--out", help="Results folder to write.")] = Path("demo-out"),
         data: Annotated[Path | None, typer.Option("--data", help="Folder with one corpus file per domain.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="YAML file of DemoConfig fields (default recipes/toy/demo.yaml if present).")] = None,
@@ -29,14 +29,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole recipe end to end at toy scale on a CPU and write a results folder."""
         from mixnu.cli._common import emit
-        from mixnu.config import load_config
         from mixnu.demo import DemoConfig, run_demo
 
         if config is None and DEFAULT_RECIPE.is_file():
             config = DEFAULT_RECIPE
-        given = {"out": json.dumps(str(out)), "data": json.dumps(str(data)) if data else None,
-                 "force": force or None, "quiet": quiet or None, "fast": fast or None}  # JSON strings are YAML
-        cfg = load_config(DemoConfig, config, [*(f"{k}={v}" for k, v in given.items() if v is not None), *(sets or [])])
-        result = run_demo(cfg)
+        result = run_demo(build_config(ctx, DemoConfig, config, sets))
         emit(result, json_out, quiet, f"{result.table}\n\ntotal {result.wall_s / 60:.1f} min; "
                                       f"results in {result.out}/ (summary.md, results.json, PNGs)")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, emit
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config, emit
 
 RunDir = Annotated[Path, typer.Argument(help="The evaluation run folder (suite.yaml, responses.jsonl, judgments.jsonl).")]
 
@@ -17,16 +17,20 @@ def register(group: typer.Typer) -> None:
 
     @group.command("annotate")
     def annotate(
+        ctx: typer.Context,
         run_dir: RunDir,
         sample: Annotated[int | None, typer.Option(
             "--sample", min=1, help="Items to sample, stratified by category (needed the first time; then stored).")] = None,
-        seed: Annotated[int, typer.Option(help="Seed of the sample (used when it is first drawn).")] = 0,
+        seed: Annotated[int | None, typer.Option(help=(
+            "Seed of the sample when it is first drawn (default 0); later a different seed is refused."))] = None,
         annotator: Annotated[str | None, typer.Option(
             help="Your name; the printed address opens the page under it (else the page asks).")] = None,
         host: Annotated[str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean to expose it.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on (0 = any free port).")] = 8765,
         export: Annotated[Path | None, typer.Option(
             help="Do not serve: write every annotator's scores to this .csv or .jsonl file and exit.")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="YAML file of AnnotateConfig fields.")] = None,
+        sets: Sets = None,
         quiet: Quiet = False,
         json_out: JsonOut = None,
     ) -> None:
@@ -34,7 +38,6 @@ def register(group: typer.Typer) -> None:
 
         Every score is saved to RUN_DIR/annotations.sqlite the moment it is given. Stop the server with Ctrl-C at any time and start it again to continue. Several annotators can score the same stored sample under their own names.
         """
-        from mixnu.config import load_config
         from mixnu.console import stderr
         from mixnu.eval.annotate import AnnotateConfig, export_annotations, serve_annotation
 
@@ -42,8 +45,8 @@ def register(group: typer.Typer) -> None:
             res = export_annotations(run_dir, export)
             emit(res, json_out, quiet, f"wrote {res.rows} scores by {len(res.annotators)} annotator(s) to {res.path}")
             return
-        cfg = load_config(AnnotateConfig, overrides=None, defaults=dict(
-            run_dir=run_dir, sample=sample, seed=seed, annotator=annotator, host=host, port=port))
+        cfg = build_config(ctx, AnnotateConfig, config, sets)
+        host = cfg.host
 
         def ready(url: str, session) -> None:
             what = "drew" if session.created else "continuing"
@@ -61,6 +64,7 @@ def register(group: typer.Typer) -> None:
 
     @group.command("agreement")
     def agreement(
+        ctx: typer.Context,
         run_dir: RunDir,
         out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/agreement).")] = None,
         force: Force = False,
@@ -71,10 +75,9 @@ def register(group: typer.Typer) -> None:
 
         Writes agreement.md, agreement.json and confusion-matrix PNGs (per criterion and category).
         """
-        from mixnu.config import load_config
         from mixnu.eval.agreement import AgreementConfig, compute_agreement
 
-        cfg = load_config(AgreementConfig, defaults=dict(run_dir=run_dir, out=out, force=force))
+        cfg = build_config(ctx, AgreementConfig)
         res = compute_agreement(cfg)
         emit(res, json_out, quiet, f"{res.markdown_summary}\nwrote {res.out}/agreement.md, agreement.json and "
              f"{len(res.pngs)} confusion-matrix PNG(s)")

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import JsonOut, Quiet, Sets, emit
-from mixnu.cli.generate import build_config
+from mixnu.cli._common import JsonOut, Quiet, Sets, build_config, emit
 
 RunDir = Annotated[Path, typer.Argument(help="Run folder (suite.yaml, responses.jsonl …; see docs/eval-run-format.md).")]
 
@@ -18,6 +17,7 @@ def register(group: typer.Typer) -> None:
 
     @group.command("judge")
     def judge_cmd(
+        ctx: typer.Context,
         run_dir: RunDir,
         config: Annotated[Path | None, typer.Option("--config", help="YAML of JudgeConfig fields.")] = None,
         judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1. (default: https://api.openai.com/v1)")] = None,
@@ -28,7 +28,11 @@ def register(group: typer.Typer) -> None:
         concurrency: Annotated[int | None, typer.Option(help="Requests in flight. (default: 8)")] = None,
         max_retries: Annotated[int | None, typer.Option(help="Retries on 429/5xx/timeouts/dropped connections. (default: 6)")] = None,
         timeout_s: Annotated[float | None, typer.Option("--timeout", help="Seconds per request. (default: 120)")] = None,
-        response_format: Annotated[str | None, typer.Option(help="auto (json_schema, then json_object, then none), json_schema, json_object, none.")] = None,
+        response_format: Annotated[str | None, typer.Option(help=(
+            "auto (json_schema, then json_object_schema, json_object, none: a refused format moves to the next "
+            "at once), or one of them."))] = None,
+        parse_retries: Annotated[int | None, typer.Option("--reasks", help=(
+            "Re-asks when a reply has a missing, invalid or ambiguous score. (default: 3)"))] = None,
         api_key_env: Annotated[str | None, typer.Option(help="Environment variable holding the API key (local servers need none). (default: OPENAI_API_KEY)")] = None,
         price_prompt: Annotated[float | None, typer.Option(help="USD per 1,000 prompt tokens, for the cost. (default: 0)")] = None,
         price_completion: Annotated[float | None, typer.Option(help="USD per 1,000 completion tokens. (default: 0)")] = None,
@@ -40,11 +44,8 @@ def register(group: typer.Typer) -> None:
         """Score every response with an LLM judge (card rubric) into RUN_DIR/judgments.jsonl; reruns resume."""
         from mixnu.eval.judge import JudgeConfig, judge
 
-        cli = {"run_dir": run_dir, "judge_url": judge_url, "judge_model": judge_model, "template": template,
-               "rotations": rotations, "seed": seed, "concurrency": concurrency, "max_retries": max_retries,
-               "timeout_s": timeout_s, "response_format": response_format, "api_key_env": api_key_env,
-               "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion, "suite": suite}
-        cfg = build_config(JudgeConfig, config, cli, sets, "command-line options")
+        cfg = build_config(ctx, JudgeConfig, config, sets, keys={"price_prompt": "price_prompt_per_1k",
+                                                                 "price_completion": "price_completion_per_1k"})
         res = judge(cfg, quiet=quiet)
         emit(res, json_out, quiet, f"{res.judged} judged ({res.ok} ok, {res.errors} failed, {res.null_scores} null "
              f"scores), {res.reused} reused; {res.requests} requests, {res.retries} retries, {res.reasks} re-asks "
@@ -53,6 +54,7 @@ def register(group: typer.Typer) -> None:
 
     @group.command("report")
     def report_cmd(
+        ctx: typer.Context,
         run_dir: RunDir,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN_DIR/report).")] = None,
         judge_model: Annotated[str | None, typer.Option(help="Report this judge's scores (default: the last one).")] = None,
@@ -66,13 +68,12 @@ def register(group: typer.Typer) -> None:
         """Markdown, CSV and PNG report: mean ± 95% CI per model × category/attribute, nulls, position bias, checks."""
         from mixnu.eval.report import ReportConfig, report
 
-        cli = {"run_dir": run_dir, "out": out, "judge_model": judge_model, "template": template,
-               "bootstrap": bootstrap, "seed": seed}
-        res = report(build_config(ReportConfig, None, cli, sets, "command-line options"))
+        res = report(build_config(ctx, ReportConfig, None, sets))
         emit(res, json_out, quiet, f"report of {res.judgments} judgments ({len(res.models)} models) in {res.report_md}")
 
     @group.command("run")
     def run_cmd(
+        ctx: typer.Context,
         config: Annotated[Path, typer.Argument(help="YAML with sections generate: (GenerateConfig), judge: (JudgeConfig), report: (optional).")],
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (overrides the YAML's out).")] = None,
         sets: Sets = None,
@@ -82,7 +83,7 @@ def register(group: typer.Typer) -> None:
         """The whole evaluation: generate, judge, report (each step resumes what a previous run left)."""
         from mixnu.eval.report import EvalRunConfig, run_eval
 
-        res = run_eval(build_config(EvalRunConfig, config, {"out": out}, sets, str(config)), quiet=quiet)
+        res = run_eval(build_config(ctx, EvalRunConfig, config, sets), quiet=quiet)
         emit(res, json_out, quiet, f"evaluation done: {res.report.report_md}")
 
     @group.command("suite")

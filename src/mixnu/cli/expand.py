@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 
 
 def register(app: typer.Typer) -> None:
@@ -15,12 +15,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("expand")
     def expand(
+        ctx: typer.Context,
         model: Annotated[Path | None, typer.Option("--model", help="Base checkpoint folder (with its tokenizer).")] = None,
         tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Extended tokenizer folder.")] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
         init: Annotated[str | None, typer.Option("--init", help="New input rows: subword-mean (EEVE), mean or random.")] = None,
         output_init: Annotated[str | None, typer.Option("--output-init", help="Untied head rows for subword-mean: mean (default) or first (EEVE).")] = None,
-        pad_to: Annotated[int | None, typer.Option("--pad-to-multiple-of", help="Pad vocab rows to a multiple (e.g. 64).")] = None,
+        pad_to_multiple_of: Annotated[int | None, typer.Option("--pad-to-multiple-of", help="Pad vocab rows to a multiple (e.g. 64).")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="YAML file of ExpandConfig fields.")] = None,
         sets: Sets = None,
         force: Force = False,
@@ -29,12 +30,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Resize a base model's embeddings and head to an extended tokenizer; old rows stay bit-identical."""
         from mixnu.cli._common import emit
-        from mixnu.cli.train import build_config
         from mixnu.expand import ExpandConfig, expand_model
 
-        cfg = build_config(ExpandConfig, config, sets, {
-            "model": model, "tokenizer": tokenizer, "out": out, "init": init, "output_init": output_init,
-            "pad_to_multiple_of": pad_to, "force": force or None, "quiet": quiet or None})
-        r = expand_model(cfg)
+        r = expand_model(build_config(ctx, ExpandConfig, config, sets))
         emit(r, json_out, quiet, f"expanded {r.base_vocab_size} -> {r.new_vocab_size} pieces ({r.padded_vocab_size} rows, "
                                  f"init {r.init}) in {r.out}/")

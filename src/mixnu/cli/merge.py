@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 
 
 def register(app: typer.Typer) -> None:
@@ -15,11 +15,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("merge")
     def merge(
+        ctx: typer.Context,
         config: Annotated[Path | None, typer.Argument(help="YAML MergeConfig (base, experts, dtype, shared, router …).")] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output folder for the merged checkpoint.")] = None,
         base: Annotated[Path | None, typer.Option("--base", help="Base checkpoint folder (instead of a config).")] = None,
-        expert: Annotated[list[str] | None, typer.Option(
-            "--expert", help="Expert as NAME=PATH (repeatable; replaces the config's experts).")] = None,
+        expert: Annotated[list[str] | None, typer.Option("--expert", metavar="NAME=PATH", help=(
+            "Experts: several after one flag, or repeat it; they replace the config's experts."))] = None,
         experts_per_token: Annotated[int | None, typer.Option("--experts-per-token", "-k", help="Experts per token (default 2).")] = None,
         dtype: Annotated[Literal["float32", "float16", "bfloat16"] | None, typer.Option(
             "--dtype", help="Output dtype (default bfloat16).")] = None,
@@ -39,15 +40,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Merge a base and N Llama experts into one Mixtral MoE checkpoint (streaming, bounded memory).
 
-        Either give a CONFIG file or --base and two or more --expert NAME=PATH (flags override the config). The output folder holds config.json, sharded safetensors with an index, the tokenizer, generation_config.json and a README recording the merge config and the sha256 of every input. See docs/merge.md.
+        Either give a CONFIG file or --base and two or more --expert NAME=PATH (flags override the config, --set overrides both). The output folder holds config.json, sharded safetensors with an index, the tokenizer, generation_config.json and a README recording the merge config and the sha256 of every input. See docs/merge.md.
         """
         from mixnu.cli._common import emit
-        from mixnu.merge import average_experts, load_merge_config, merge_experts
+        from mixnu.merge import MergeConfig, average_experts, merge_experts, parse_expert_flag
 
-        flags = {"out": out, "base": base, "experts_per_token": experts_per_token, "dtype": dtype, "shared": shared,
-                 "router.init": router_init, "router.seed": seed, "force": force or None,
-                 "allow_identical": allow_identical or None, "quiet": quiet}
-        cfg = load_merge_config(config, flags, expert, sets)
+        cfg = build_config(ctx, MergeConfig, config, sets,
+                           keys={"expert": "experts", "router_init": "router.init", "seed": "router.seed"},
+                           values={"expert": [parse_expert_flag(x) for x in expert or []]})
         result = (average_experts if average else merge_experts)(cfg)
         emit(result, json_out, quiet, f"{result.kind} checkpoint in {result.out}/: {len(result.experts)} experts, "
              f"{result.parameters:,} parameters, {len(result.shards)} shard(s), {result.wall_s:.1f} s")

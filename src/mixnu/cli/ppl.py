@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 
 DataOpt = Annotated[
     list[str] | None,
-    typer.Option("--data", help="Domain text file as NAME=FILE (or FILE: name from the file name); repeatable."),
+    typer.Option("--data", help="Domain text files as NAME=FILE (or FILE: named after the file): several after "
+                 "one flag (a shell glob), or repeat it."),
 ]
 
 
@@ -34,7 +35,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ppl")
     def ppl(
-        model: Annotated[list[Path] | None, typer.Option("--model", help="Model folder; repeat to compare models (one row each).")] = None,
+        ctx: typer.Context,
+        model: Annotated[list[Path] | None, typer.Option("--model", help=(
+            "Model folders to compare (one row each): several after one flag, or repeat it."))] = None,
         data: DataOpt = None,
         tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Tokenizer folder (default: the model's).")] = None,
         max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per window (default 256).")] = None,
@@ -51,12 +54,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Held-out bits per character (tokenizer-independent) and perplexity per token, per domain."""
         from mixnu.cli._common import emit
-        from mixnu.config import load_config
         from mixnu.perplexity import PplConfig, evaluate_perplexity
 
-        given = {"models": [str(m) for m in model] if model else None, "data": parse_data(data),
-                 "tokenizer": tokenizer, "max_length": max_length, "stride": stride, "batch_size": batch_size,
-                 "max_chars": max_chars, "device": device, "out": out, "force": force or None, "quiet": quiet or None}
-        cfg = load_config(PplConfig, config, sets, defaults={k: v for k, v in given.items() if v is not None})
-        result = evaluate_perplexity(cfg)
+        result = evaluate_perplexity(build_config(ctx, PplConfig, config, sets, keys={"model": "models"},
+                                                  values={"data": parse_data(data)}))
         emit(result, json_out, quiet, result.table)

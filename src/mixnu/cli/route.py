@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 from mixnu.cli.ppl import DataOpt, parse_data
+from mixnu.cli.train import Data
 
 
 def register(app: typer.Typer) -> None:
@@ -17,11 +18,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("route")
     def route(
+        ctx: typer.Context,
         model: Annotated[Path | None, typer.Option("--model", help="Merged MoE folder (output of mixnu merge).")] = None,
-        data: Annotated[list[Path] | None, typer.Option("--data", help="Mixed-domain corpus file (repeatable; pooled, shuffled).")] = None,
+        data: Data = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
         trainable: Annotated[str | None, typer.Option("--trainable", help="router (default) | router_and_all.")] = None,
-        aux_coef: Annotated[float | None, typer.Option("--aux-loss-coef", help="Load-balancing loss weight (default 0.02).")] = None,
+        router_aux_loss_coef: Annotated[float | None, typer.Option("--aux-loss-coef", help="Load-balancing loss weight (default 0.02).")] = None,
         steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps (default 100).")] = None,
         lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")] = None,
         router_lr: Annotated[float | None, typer.Option("--router-lr", help="Routers' rate with router_and_all (default --lr).")] = None,
@@ -39,14 +41,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a merged MoE's routers (or routers + everything) with the load-balancing loss (BTX MiX stage)."""
         from mixnu.cli._common import emit
-        from mixnu.cli.train import build_config
         from mixnu.route import RouteConfig, load_markdown, train_router
 
-        cfg = build_config(RouteConfig, config, sets, {
-            "model": model, "data": data, "out": out, "trainable": trainable, "router_aux_loss_coef": aux_coef,
-            "steps": steps, "lr": lr, "router_lr": router_lr, "batch_size": batch_size, "seq_len": seq_len,
-            "log_every": log_every, "save_every": save_every, "resume": resume or None, "cpu": cpu or None,
-            "force": force or None, "quiet": quiet or None})
+        cfg = build_config(ctx, RouteConfig, config, sets)
         r = train_router(cfg)
         emit(r, json_out, quiet, f"trained {cfg.trainable} for {r.train.steps} steps -> {r.train.out}/\n"
                                  f"expert load per layer (share of top-k slots, last logged steps):\n"
@@ -54,6 +51,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("routing")
     def routing(
+        ctx: typer.Context,
         model: Annotated[Path | None, typer.Option("--model", help="MoE model folder (e.g. the output of mixnu merge/route).")] = None,
         data: DataOpt = None,
         out: Annotated[Path | None, typer.Option("--out", help="Folder for routing.json, routing.md and PNGs (default routing-out).")] = None,
@@ -69,11 +67,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Share of tokens routed to each expert, per domain and layer (top-1 and top-k): heatmap PNG + JSON."""
         from mixnu.cli._common import emit
-        from mixnu.config import load_config
         from mixnu.route import RoutingConfig, routing_report
 
-        given = {"model": model, "data": parse_data(data), "out": out, "tokenizer": tokenizer, "max_chars": max_chars,
-                 "batch_size": batch_size, "device": device, "force": force or None, "quiet": quiet or None}
-        cfg = load_config(RoutingConfig, config, sets, defaults={k: v for k, v in given.items() if v is not None})
-        result = routing_report(cfg)
+        result = routing_report(build_config(ctx, RoutingConfig, config, sets, values={"data": parse_data(data)}))
         emit(result, json_out, quiet, f"{result.table}\n\nrouting written to {result.out}/")

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets, emit
-from mixnu.config import load_config
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config, emit
 
 Config = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="YAML file of ExtendConfig fields; they override the options above, --set overrides both.")]
+    "--config", "-c", help="YAML file of ExtendConfig fields: over the defaults, under the options given; "
+    "--set wins over both.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -21,9 +21,11 @@ def register(app: typer.Typer) -> None:
 
     @group.command("extend")
     def extend(
+        ctx: typer.Context,
         base: Annotated[Path, typer.Option(help="Base: SentencePiece BPE folder or tokenizer.model; or a byte-level "
                                            "BPE folder (tokenizer.json only) or .gguf vocab file.")],
-        corpus: Annotated[list[Path], typer.Option(help="Training text file (.txt/.jsonl[.gz]); repeatable.")],
+        corpus: Annotated[list[Path], typer.Option(help="Training text files (.txt/.jsonl[.gz]): several after "
+                                                   "one flag (a shell glob), or repeat it.")],
         out: Annotated[Path, typer.Option(help="Output tokenizer folder.")],
         vocab_size: Annotated[int, typer.Option(help="Total pieces in the result, base included.")] = 46262,
         config: Config = None, sets: Sets = None, force: Force = False, quiet: Quiet = False,
@@ -36,18 +38,17 @@ def register(app: typer.Typer) -> None:
         """
         from mixnu.tokenizer import ExtendConfig, extend_tokenizer
 
-        cfg = load_config(ExtendConfig, config, sets, defaults={
-            "base": str(base), "corpus": [str(p) for p in corpus], "out": str(out), "vocab_size": vocab_size,
-            "force": force, "quiet": quiet})
-        res = extend_tokenizer(cfg)
+        res = extend_tokenizer(build_config(ctx, ExtendConfig, config, sets))
         emit(res, json_out, quiet, f"wrote {res.out}: {res.vocab_size:,} pieces ({res.added:,} added: "
              f"{res.added_by_kind}) in {res.seconds:.1f} s")
 
     @group.command("compare")
     def compare(
-        tokenizer: Annotated[list[str], typer.Option(
-            help="NAME=PATH: a SentencePiece .model, a tokenizer folder or a .gguf vocab file; repeatable.")],
-        text: Annotated[list[Path], typer.Option(help="Text file, one line each or domain<TAB>text; repeatable.")],
+        ctx: typer.Context,
+        tokenizer: Annotated[list[str], typer.Option(metavar="NAME=PATH", help=(
+            "A SentencePiece .model, a tokenizer folder or a .gguf vocab file: several after one flag, or repeat it."))],
+        text: Annotated[list[Path], typer.Option(help="Text files, one line each or domain<TAB>text: several after "
+                                                 "one flag, or repeat it.")],
         out: Annotated[Path | None, typer.Option(help="Folder for table.md, table.csv, compare.json, PNG.")] = None,
         max_lines: Annotated[int | None, typer.Option(help="At most this many lines per text file.")] = None,
         force: Force = False, quiet: Quiet = False, json_out: JsonOut = None,
@@ -55,10 +56,8 @@ def register(app: typer.Typer) -> None:
         """The card's table for any tokenizers: vocab, % byte-level tokens, tokens per line, and more."""
         from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers, parse_named
 
-        cfg = load_config(CompareConfig, None, None, defaults={
-            "tokenizers": {k: str(v) for k, v in parse_named(tokenizer).items()},
-            "texts": [str(p) for p in text], "out": str(out) if out else None, "max_lines": max_lines,
-            "force": force, "quiet": quiet})
+        cfg = build_config(ctx, CompareConfig, keys={"tokenizer": "tokenizers", "text": "texts"},
+                           values={"tokenizer": {k: str(v) for k, v in parse_named(tokenizer).items()}})
         res = compare_tokenizers(cfg)
         if not quiet and str(json_out) != "-":
             typer.echo(res.markdown)

@@ -8,24 +8,15 @@ or `torchrun --nproc_per_node N -m mixnu train … --cpu`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mixnu.cli._common import Force, JsonOut, Quiet, Sets
+from mixnu.cli._common import Force, JsonOut, Quiet, Sets, build_config
 
+Data = Annotated[list[Path] | None, typer.Option(
+    "--data", help="Training corpus files (pooled, shuffled): several after one flag, or repeat it.")]
 
-def build_config(cls, config: Path | None, sets: list[str] | None, given: dict[str, Any]):
-    """`cls` from YAML `config`, then the options the user gave (None = not given), then `--set`."""
-    from mixnu.config import parse_overrides, read_yaml, validate_config
-
-    data = read_yaml(config) if config is not None else {}
-    for key, value in given.items():
-        if value is not None and value != []:
-            data[key] = [str(v) for v in value] if isinstance(value, list) else str(value) if isinstance(value, Path) else value
-    for key, value in parse_overrides(sets).items():
-        data[key] = value
-    return validate_config(cls, data, str(config) if config is not None else "command-line options")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +24,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
+        ctx: typer.Context,
         model: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder to start from.")] = None,
-        data: Annotated[list[Path] | None, typer.Option("--data", help="Training corpus file (repeatable; pooled, shuffled).")] = None,
+        data: Data = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output checkpoint folder.")] = None,
-        eval_data: Annotated[list[Path] | None, typer.Option("--eval-data", help="Held-out file (repeatable); default: tail of each --data file.")] = None,
+        eval_data: Annotated[list[Path] | None, typer.Option("--eval-data", help=(
+            "Held-out files: several after one flag, or repeat it; default: tail of each --data file."))] = None,
         steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps.")] = None,
         lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (warmup, then cosine).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch-size", help="Blocks per device per micro-step.")] = None,
@@ -46,7 +39,7 @@ def register(app: typer.Typer) -> None:
         save_every: Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps into <out>.ckpt/.")] = None,
         eval_every: Annotated[int | None, typer.Option("--eval-every", help="Evaluate every N steps (0: at the end).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in <out>.ckpt/.")] = False,
-        grad_ckpt: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")] = False,
+        gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")] = False,
         cpu: Annotated[bool, typer.Option("--cpu", help="Train on CPU even if a GPU is present.")] = False,
         config: Annotated[Path | None, typer.Option("--config", help="YAML file of TrainConfig fields (a recipe).")] = None,
         sets: Sets = None,
@@ -65,13 +58,7 @@ def register(app: typer.Typer) -> None:
         from mixnu.train import TrainConfig
         from mixnu.train import train as run
 
-        cfg = build_config(TrainConfig, config, sets, {
-            "model": model, "data": data, "out": out, "eval_data": eval_data, "steps": steps, "lr": lr,
-            "batch_size": batch_size, "grad_accum": grad_accum, "seq_len": seq_len, "trainable": trainable,
-            "save_every": save_every, "eval_every": eval_every, "resume": resume or None,
-            "gradient_checkpointing": grad_ckpt or None, "cpu": cpu or None, "force": force or None,
-            "quiet": quiet or None})
-        r = run(cfg)
+        r = run(build_config(ctx, TrainConfig, config, sets))
         if r.num_processes > 1 and not _is_main():
             return
         ev = r.eval["all"]

@@ -143,7 +143,7 @@ class AnnotateConfig(StageConfig):
 
     run_dir: Path
     sample: int | None = Field(default=None, ge=1, description="items to sample on first use")
-    seed: int = 0
+    seed: int | None = None  # None: the stored sample's seed, or 0 for a new sample
     annotator: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
@@ -175,10 +175,11 @@ def open_session(cfg: AnnotateConfig) -> AnnotationSession:
     if stored is None:
         if cfg.sample is None:
             raise ConfigError(f"{cfg.run_dir}: no sample yet; pass --sample N to draw one (e.g. --sample 40)")
-        stored = store.save_sample(cfg.seed, cfg.sample, draw_sample(items, cfg.sample, cfg.seed))
+        seed = cfg.seed if cfg.seed is not None else 0
+        stored = store.save_sample(seed, cfg.sample, draw_sample(items, cfg.sample, seed))
         created = True
     elif (cfg.sample is not None and cfg.sample != stored.requested) or \
-            (cfg.sample is not None and cfg.seed != stored.seed):
+            (cfg.seed is not None and cfg.seed != stored.seed):
         raise ConfigError(
             f"{cfg.run_dir / DB_NAME} already holds a sample of {stored.requested} (seed {stored.seed}); "
             f"omit --sample/--seed to continue it, or annotate a copy of the run folder for a new sample"
