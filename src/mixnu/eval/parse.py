@@ -57,6 +57,8 @@ class _Ambiguous(Exception):
 
 def as_score(value: Any) -> int | None:
     """An integer 1–5, else None (never 0): 4, 4.0 and "4" count; 4.5, 7, "four", True do not."""
+    if type(value) is int:  # the common case first
+        return value if 1 <= value <= 5 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -105,8 +107,11 @@ def _letter_of(key: Any, letters: list[str]) -> str | None:
 
 
 def _crit_of(key: Any) -> str | None:
+    """`fluency`, `Fluency`, `fluency_score`, `Fluency (1-5)` -> `fluency`; else None."""
     k = str(key).strip().lower()
-    return next((c for c in CRITERIA if k == c or k.startswith(c + " ") or k.startswith(c + "_")), None)
+    if k in CRITERIA:
+        return k
+    return next((c for c in CRITERIA if k.startswith((c + " ", c + "_"))), None)
 
 
 def _score_value(v: Any) -> Any:
@@ -119,12 +124,12 @@ def _score_value(v: Any) -> Any:
 
 def _letter_block(found: dict[str, dict[str, Any]], letter: str, val: Any) -> None:
     if isinstance(val, dict):
-        lower = {str(k).lower(): x for k, x in val.items()}
-        if not any(_crit_of(k) for k in lower) and isinstance(lower.get("scores"), dict | list):
-            return _letter_block(found, letter, lower["scores"])
-        for k, x in lower.items():
-            if (crit := _crit_of(k)) is not None:
-                _put(found, letter, crit, _score_value(x))
+        crits = [(c, x) for k, x in val.items() if (c := _crit_of(k)) is not None]
+        inner = next((x for k, x in val.items() if str(k).lower() == "scores"), None)
+        if not crits and isinstance(inner, dict | list):
+            return _letter_block(found, letter, inner)
+        for crit, x in crits:
+            _put(found, letter, crit, _score_value(x))
     elif isinstance(val, list) and len(val) == len(CRITERIA) and not any(isinstance(x, dict | list) for x in val):
         for crit, x in zip(CRITERIA, val, strict=True):
             _put(found, letter, crit, x)
@@ -284,10 +289,17 @@ def parse_reply(text: str | None, letters: list[str]) -> ParsedReply:
         found = _raw_values(text, letters)
     except _Ambiguous as exc:
         return ParsedReply(empty, f"ambiguous reply: {exc}", ambiguous=True)
-    scores = {x: {c: as_score(found.get(x, {}).get(c)) for c in CRITERIA} for x in letters}
-    missing = [f"{x}.{c}" for x in letters for c in CRITERIA if c not in found.get(x, {})]
-    invalid = [f"{x}.{c}={found[x][c]!r}" for x in letters for c in CRITERIA
-               if c in found.get(x, {}) and scores[x][c] is None]
+    scores: dict[str, dict[str, int | None]] = {}
+    missing, invalid = [], []
+    for x in letters:
+        got = found.get(x, {})
+        scores[x] = row = {}
+        for c in CRITERIA:
+            row[c] = score = as_score(got[c]) if c in got else None
+            if c not in got:
+                missing.append(f"{x}.{c}")
+            elif score is None:
+                invalid.append(f"{x}.{c}={got[c]!r}")
     problems = []
     if not any(found.values()):
         problems.append("no scores could be read from the reply")
