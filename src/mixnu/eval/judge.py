@@ -288,7 +288,7 @@ class _Judge:
             if mode == "none" or not self.auto_rf:
                 raise _Rejected(f"{self.where} rejected the request (response_format {mode}): "
                                 f"HTTP {res.status}: {res.message[:200]}")
-            index += 1
+            index = max(index + 1, self.rf_index)  # another request may have found a working mode meanwhile
 
     async def judge_one(self, item: Item, client: Any) -> dict[str, Any]:
         """Ask (and re-ask, up to `parse_retries` times, while any score is missing, invalid or
