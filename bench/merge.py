@@ -115,7 +115,7 @@ def timed(cmd: list[str]) -> dict[str, float]:
     return {"wall_s": secs, "rss_gb": rss * 1024 / 1e9}
 
 
-def parity(ours: Path, theirs: Path) -> dict[str, int]:
+def parity(ours: Path, theirs: Path, shape: dict | None = None, n_experts: int = N_EXPERTS) -> dict[str, int]:
     """Compare mixnu's hub-named tensors with mergekit's fused ones, bit for bit, tensor by tensor."""
     import torch
     from safetensors import safe_open
@@ -136,11 +136,12 @@ def parity(ours: Path, theirs: Path) -> dict[str, int]:
 
     a, b = index(ours), index(theirs)
     checked = {"expert": 0, "shared": 0, "mismatch": 0}
-    i = SHAPE["intermediate_size"]
-    for layer in range(SHAPE["num_hidden_layers"]):
+    shape = shape or SHAPE
+    i = shape["intermediate_size"]
+    for layer in range(shape["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         gate_up, down = get(b, p + "mlp.experts.gate_up_proj"), get(b, p + "mlp.experts.down_proj")
-        for e in range(N_EXPERTS):
+        for e in range(n_experts):
             q = p + f"block_sparse_moe.experts.{e}."
             for ours_name, theirs_t in ((q + "w1.weight", gate_up[e, :i]), (q + "w3.weight", gate_up[e, i:]),
                                         (q + "w2.weight", down[e])):

@@ -82,4 +82,4 @@ def test_accelerate_configs_load(name):
     if cfg.distributed_type == "DEEPSPEED":
         assert nested["zero_stage"] == 3
     else:
-        assert cfg.distributed_type == "FSDP" and nested["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert cfg.distributed_type == "FSDP" and nested["fsdp_version"] == 2 and nested["fsdp_reshard_after_forward"]

@@ -43,6 +43,7 @@ from mixnu.train_data import (
     sum_nats,
     tokenize_docs,
 )
+from mixnu.train_dist import make_accelerator
 
 Trainable = Literal["all", "embeddings", "new_rows", "lora", "mlp", "router", "router_and_all"]
 _NOT_IN_HASH = {"resume", "force", "quiet", "cache_dir", "checkpoint_dir"}
@@ -87,6 +88,8 @@ class TrainConfig(StageConfig):
     cache_dir: Path | None = Field(None, description="tokenised-data cache (default ~/.cache/mixnu/tokenized)")
     seed: int = 0
     cpu: bool = False
+    fsdp_config: Path | None = Field(None, description="Accelerate config file whose FSDP settings mixnu applies "
+                                     "itself (CPU processes under torchrun); see mixnu.train_dist")
     resume: bool = False
     force: bool = False
     quiet: bool = False
@@ -299,8 +302,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     `save_every` is 0). With `resume`, continues from the latest checkpoint there, refusing one
     written with a different config. Returns a `TrainResult`.
     """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
 
     t_start = time.perf_counter()
@@ -308,9 +309,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     mp = cfg.precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.cpu else "fp32"
-    AcceleratorState._reset_state()  # several runs in one process (the demo) may use different settings
-    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if mp == "bf16" else "no",
-                              gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = make_accelerator(cfg.cpu, "bf16" if mp == "bf16" else "no", cfg.grad_accum, cfg.fsdp_config)
     main = accelerator.is_main_process
     sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     if sharded and cfg.trainable in ("lora", "new_rows"):
