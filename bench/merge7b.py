@@ -5,8 +5,9 @@
 For each layer count, builds a base and 4 experts with Llama-2-7B's tensor shapes (32 heads, 32 KV
 heads, untied head, vocabulary padded to 46,272 rows as in recipes/mixnu-19b) but only that many
 decoder layers: 2 layers = 0.79 B parameters, 1.58 GB bf16 per model. The models are written tensor
-by tensor straight into safetensors (`mixnu.merge_io.ShardWriter`, random normal std 0.02 for the base,
-experts = base + N(0, 0.002²)); no model is instantiated. They go under `--work` (default in /tmp,
+by tensor straight into safetensors (`mixnu.merge_io.ShardWriter`, random bf16 values of magnitude
+0.002-0.03 for the base,
+experts = the base with the lowest mantissa bits redrawn); no model is instantiated. They go under `--work` (default in /tmp,
 not the repository) and are deleted at the end, outputs included.
 
 Then, one process at a time (never two merges at once: the machine's RAM is shared), each tool runs
@@ -57,13 +58,23 @@ def tensor_shape(name: str) -> tuple[int, ...]:
     return (h, h)  # q, k, v, o (32 KV heads: no GQA in Llama-2-7B)
 
 
+def random_bf16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` random bfloat16 bit patterns: random sign and mantissa, magnitudes in [2^-9, 2^-5) (about 0.002-0.03).
+
+    Drawn as integers, which is ~10x faster than normal samples on these loaded cores; the merge's cost
+    does not depend on the values, and no value is NaN or infinite (parity is checked bit for bit).
+    """
+    bits = rng.integers(0, 1 << 16, n, dtype=np.uint16)
+    exponent = (bits >> np.uint16(7)) % np.uint16(4) + np.uint16(127 - 9)  # 4 binades from 2^-9
+    return (bits & np.uint16(0x807F)) | (exponent << np.uint16(7))
+
+
 def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
     """Write base + 4 experts (bf16 safetensors, streamed chunk by chunk); return dirs and parameters per model."""
-    import torch
     from transformers import AutoTokenizer, LlamaConfig
 
     from mixnu.console import progress
-    from mixnu.merge_io import ShardWriter, from_torch, llama_tensor_names
+    from mixnu.merge_io import ShardWriter, llama_tensor_names
     from mixnu.shared import llama2_tokenizer_model
 
     shutil.rmtree(work, ignore_errors=True)
@@ -84,7 +95,7 @@ def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
         for f in tok_dir.iterdir():
             shutil.copy(f, d / f.name)
         writers.append(ShardWriter(d / "model.safetensors", entries))
-    gen = torch.Generator().manual_seed(layers)
+    rng = np.random.default_rng(layers)
     total = sum(int(np.prod(s)) for _, _, s in entries)
     with progress(False, "param") as bar:
         task = bar.add_task(f"build {layers}-layer models", total=total)
@@ -92,10 +103,10 @@ def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
             numel = int(np.prod(shape))
             for start in range(0, numel, CHUNK):
                 n = min(CHUNK, numel - start)
-                base = torch.randn(n, generator=gen) * 0.02
-                writers[0].write(from_torch(base, "bfloat16"))
-                for w in writers[1:]:
-                    w.write(from_torch(base + 0.002 * torch.randn(n, generator=gen), "bfloat16"))
+                base = random_bf16(rng, n)
+                writers[0].write(base)
+                for w in writers[1:]:  # an expert: the base with its 3 lowest mantissa bits redrawn
+                    w.write((base & np.uint16(0xFFF8)) | rng.integers(0, 8, n, dtype=np.uint16))
                 bar.advance(task, n)
     for w in writers:
         w.close()

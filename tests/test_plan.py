@@ -103,3 +103,25 @@ def test_plan_refuses_inconsistent_recipe(run_cli, tmp_path):
     (folder / "plan.yaml").write_text((folder / "plan.yaml").read_text().replace(", expert-literature.yaml", ""))
     rc, _, err = run_cli("plan", folder / "plan.yaml")
     assert rc == 1 and "4 experts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_recipe_counts_equal_the_real_7b_and_19b_models_on_meta():
+    """Llama-2-7B (base and expanded) and the 4-expert Mixtral built on the meta device: exact counts."""
+    from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+
+    cfg = load_plan(RECIPE)
+    q = make_plan(cfg).params
+    arch = cfg.architecture.model_dump()
+    with torch.device("meta"):
+        base = LlamaForCausalLM(LlamaConfig(**arch))
+        expanded = LlamaForCausalLM(LlamaConfig(**{**arch, "vocab_size": q.vocab_rows}))
+        moe = MixtralForCausalLM(MixtralConfig(**{**arch, "vocab_size": q.vocab_rows}, num_local_experts=q.experts,
+                                               num_experts_per_tok=q.top_k))
+    assert next(moe.parameters()).device.type == "meta"
+    assert (_count(base), _count(expanded), _count(moe)) == (q.dense_base, q.dense_expanded, q.moe_total)
+    assert (q.dense_base, q.moe_total) == (6_738_415_616, 19_841_421_312)
+    experts = moe.model.layers[0].mlp.experts
+    per_expert = _count(experts) // q.experts
+    assert per_expert == 3 * 4096 * 11008
+    inactive = cfg.architecture.num_hidden_layers * (q.experts - q.top_k) * per_expert
+    assert q.moe_active == _count(moe) - inactive

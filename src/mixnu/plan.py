@@ -121,18 +121,27 @@ def layer_params(a: Architecture, experts: int = 1) -> int:
     return 2 * h * h + 2 * h * h_kv + experts * 3 * h * a.intermediate_size + (experts * h if experts > 1 else 0) + 2 * h
 
 
+def activation_bytes(a: Architecture, vocab_rows: int, *, top_k: int, micro_batch: int, seq_len: int) -> int:
+    """Activation bytes of one training step with gradient checkpointing (bf16; see the module docstring).
+
+    Checked against measured CPU runs in bench/plan_memory.py (docs/train.md states the error).
+    """
+    h, i, layers = a.hidden_size, a.intermediate_size, a.num_hidden_layers
+    h_kv = a.num_key_value_heads * h // a.num_attention_heads
+    tokens = micro_batch * seq_len
+    return (layers * tokens * h * 2 + tokens * (2 * (6 * h + 2 * h_kv + 4 * top_k * i) + 8 * h)
+            + tokens * vocab_rows * 10)
+
+
 def memory(a: Architecture, hw: Hardware, vocab_rows: int, trainable: int, total: int, *, experts: int, top_k: int,
            micro_batch: int, seq_len: int) -> dict[str, dict[str, float]]:
     """GiB per GPU by component, for `zero3` and `fsdp` (see the module docstring)."""
-    h, i, layers = a.hidden_size, a.intermediate_size, a.num_hidden_layers
-    h_kv = a.num_key_value_heads * h // a.num_attention_heads
+    h, layers = a.hidden_size, a.num_hidden_layers
     g = hw.num_gpus
     states = (16 * trainable + 2 * (total - trainable)) / g
     layer = layer_params(a, experts)
     root = vocab_rows * h * (1 if a.tie_word_embeddings else 2)
-    tokens = micro_batch * seq_len
-    act = (layers * tokens * h * 2 + tokens * (2 * (6 * h + 2 * h_kv + 4 * top_k * i) + 8 * h)
-           + tokens * vocab_rows * 10)
+    act = activation_bytes(a, vocab_rows, top_k=top_k, micro_batch=micro_batch, seq_len=seq_len)
     grads = 2 * layer if trainable == total else 2 * trainable / layers  # bf16 grads of one layer's trainables
     out = {}
     for engine, gathered in (("zero3", 2 * 2 * max(layer, vocab_rows * h)), ("fsdp", 2 * (root + 2 * layer))):
