@@ -30,9 +30,13 @@ DS_VENV = REPO / "bench" / ".peers" / "deepspeed"
 GPUS = 8
 
 PARSE = r"""
-import json, sys
+import json, os, sys
 import deepspeed
 from deepspeed.runtime.config import DeepSpeedConfig
+
+# a 1-process gloo group, so that DeepSpeedConfig asks the mpu below for the data-parallel world size
+os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29581")
+deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 class DataParallel:  # the world size DeepSpeed would get from its process groups on 8 GPUs
     def get_data_parallel_world_size(self): return int(sys.argv[2])
@@ -41,14 +45,20 @@ class DataParallel:  # the world size DeepSpeed would get from its process group
     def get_model_parallel_rank(self): return 0
 
 cfg = json.load(open(sys.argv[1]))
+try:  # negative control: the parser must refuse a global batch that 8 GPUs cannot make
+    DeepSpeedConfig({**cfg, "train_batch_size": cfg["train_batch_size"] + 1}, mpu=DataParallel())
+    refused = None
+except AssertionError as exc:
+    refused = str(exc)[:200]
 c = DeepSpeedConfig(cfg, mpu=DataParallel())
 z = c.zero_config
-print(json.dumps({"deepspeed": deepspeed.__version__, "world_size": c.world_size,
+print(json.dumps({"deepspeed": deepspeed.__version__, "negative_control_refused": refused,
+                  "world_size": c.world_size,
                   "train_batch_size": c.train_batch_size,
                   "train_micro_batch_size_per_gpu": c.train_micro_batch_size_per_gpu,
                   "gradient_accumulation_steps": c.gradient_accumulation_steps,
-                  "gradient_clipping": c.gradient_clipping, "bf16": c.bfloat16_config.enabled if hasattr(c, "bfloat16_config") else c.bfloat16_enabled,
-                  "fp16": c.fp16_enabled, "zero_stage": int(z.stage),
+                  "gradient_clipping": c.gradient_clipping, "bf16": c.bfloat16_config.enabled,
+                  "fp16": c.float16_config.enabled, "zero_stage": int(z.stage),
                   "offload_optimizer": str(z.offload_optimizer.device) if z.offload_optimizer else None,
                   "offload_param": str(z.offload_param.device) if z.offload_param else None,
                   "stage3_gather_16bit_weights_on_model_save": z.gather_16bit_weights_on_model_save}))
