@@ -18,9 +18,11 @@ under `/usr/bin/time -v`, alternating, `--repeats` times: mergekit-moe 0.1.5 wit
 (just written or read) for every run. Parity of mixnu's `shared: base` output with mergekit's is
 checked tensor by tensor (bit for bit), as in bench/merge.py.
 
-Extrapolation to Llama-2-7B's 32 layers: with two layer counts L1 < L2, each setting's wall and peak
-RSS are fitted as a + b * L (b: the per-layer cost, a: embeddings, head and fixed costs) and evaluated
-at L = 32; the output's parameter count at 32 layers is compared with `mixnu plan`'s MoE total.
+Extrapolation to Llama-2-7B's 32 layers (per-layer cost x 32 + embeddings): wall time is scaled by
+the bytes each merge reads and writes (5 input models + the MoE, exact at any layer count), one
+estimate per measured layer count; peak RSS is fitted as a + b * L through two layer counts. The
+MoE's size at 32 layers is `mixnu plan`'s parameter count. `--recompute RESULTS.json` redoes the
+tables from a finished run.
 
 Writes bench/results/merge7b.json and prints Markdown tables.
 """
@@ -171,21 +173,51 @@ def ratio_rows(res: dict) -> list[dict]:
             for k, v in med.items()]
 
 
+def moved_gb(layers: int) -> float:
+    """GB read and written by a merge of this workload at `layers` layers: 5 input models + the bf16 MoE."""
+    from mixnu.plan import Architecture, param_counts
+
+    a = Architecture(**SHAPE, num_hidden_layers=layers)
+    return 2 * ((1 + N_EXPERTS) * param_counts(a, SHAPE["vocab_size"]) + param_counts(a, SHAPE["vocab_size"], N_EXPERTS)) / 1e9
+
+
 def extrapolate(results: list[dict]) -> list[dict]:
-    """Fit wall and RSS as a + b * layers through the two smallest layer counts; evaluate at 32 layers."""
+    """Each setting at 32 layers: wall scaled by bytes moved (per run), RSS fitted as a + b * layers.
+
+    Wall: a streaming merge's time is taken as proportional to the bytes it reads and writes, so the
+    per-layer cost x 32 + the embeddings' cost is wall(L) * moved(32) / moved(L), one estimate per
+    measured layer count (runs at different layer counts saw different machine load, so a fit across
+    them is not used for wall). RSS: a + b * layers through the two smallest layer counts.
+    """
     lo, hi = sorted(results, key=lambda r: r["layers"])[:2]
-    span = hi["layers"] - lo["layers"]
     rows = []
     for key in lo["medians"]:
         row = {"setting": key}
-        for metric in ("wall_s", "rss_gb"):
-            b = (hi["medians"][key][metric] - lo["medians"][key][metric]) / span
-            a = lo["medians"][key][metric] - b * lo["layers"]
-            row[f"{metric}_per_layer"] = round(b, 4)
-            row[f"{metric}_fixed"] = round(a, 3)
-            row[f"{metric}_at_32"] = round(a + b * FULL_LAYERS, 2)
+        for r in (lo, hi):
+            row[f"wall_s_at_32_from_{r['layers']}"] = round(r["medians"][key]["wall_s"] * moved_gb(FULL_LAYERS)
+                                                          / moved_gb(r["layers"]), 1)
+        b = (hi["medians"][key]["rss_gb"] - lo["medians"][key]["rss_gb"]) / (hi["layers"] - lo["layers"])
+        a = lo["medians"][key]["rss_gb"] - b * lo["layers"]
+        row["rss_gb_per_layer"] = round(b, 3)
+        row["rss_gb_at_32"] = round(a + b * FULL_LAYERS, 2)
         rows.append(row)
     return rows
+
+
+def recompute(path: Path) -> None:
+    """Redo the tables and the extrapolation from a results JSON (its command, machine and runs kept)."""
+    import json
+
+    from mixnu.io import write_json
+
+    data = json.loads(path.read_text())
+    data["rows"] = [row for r in data["results"] for row in ratio_rows(r)]
+    data["extrapolated_32_layers"] = extrapolate(data["results"])
+    data["moved_gb"] = {L: round(moved_gb(L), 2) for L in (*data["workload"]["layers"], FULL_LAYERS)}
+    data["recomputed_by"] = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
+    write_json(path, data)
+    print(markdown_table(data["rows"]))
+    print(markdown_table(data["extrapolated_32_layers"]))
 
 
 def plan_params() -> dict:
@@ -208,7 +240,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[2, 4], help="decoder layers per workload (2-4)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mixnu-merge7b"))
+    ap.add_argument("--recompute", type=Path, help="only redo tables and extrapolation from this results JSON")
     args = ap.parse_args()
+    if args.recompute:
+        recompute(args.recompute)
+        return
     mergekit = ensure_mergekit()
     plan = plan_params()
     results = []
@@ -226,7 +262,7 @@ def main() -> None:
               f"{c['shared']} shared tensors compared, {c['mismatch']} differ")
     extra = extrapolate(results) if len(results) >= 2 else []
     if extra:
-        print("\nExtrapolated to 32 layers (a + b * layers through the two smallest layer counts):\n")
+        print("\nExtrapolated to 32 layers (wall scaled by bytes moved; RSS a + b * layers):\n")
         print(markdown_table(extra))
     print(f"\nmixnu plan: MoE {plan['moe_total']:,} parameters ({plan['moe_bf16_gb']} GB bf16), "
           f"expert {plan['expert_params']:,} ({plan['expert_bf16_gb']} GB bf16)")
@@ -234,7 +270,7 @@ def main() -> None:
         "workload": {**SHAPE, "experts": N_EXPERTS, "dtype": "bfloat16", "layers": args.layers},
         "method": "median of --repeats runs per setting, each a separate process under /usr/bin/time -v, one at a "
                   "time; peak RSS is its 'Maximum resident set size' (includes resident file-backed/mmapped pages); "
-                  "warm page cache; extrapolation: a + b * layers through the two smallest layer counts",
+                  "warm page cache; extrapolation: wall scaled by GB moved, RSS a + b * layers",
         "repeats": args.repeats, "rows": rows, "results": results, "extrapolated_32_layers": extra, "plan": plan,
         "targets": {"peak_rss_gb_max": 1.0, "rss_vs_mergekit_best_max": 0.1, "wall_vs_mergekit_max": 0.7},
     })

@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
         Other fields (warmup_steps, weight_decay, precision, new_rows_start, lora_r, router_aux_loss_coef,
         eval_tokens, max_lines, seed …) come from --config or --set; see docs/train.md. Multi-process:
         accelerate launch [--config_file recipes/accelerate/zero3-8gpu.yaml] -m mixnu train …, or
-        torchrun --nproc_per_node N -m mixnu train --cpu … on CPU.
+        torchrun --nproc_per_node N -m mixnu train --cpu … on CPU (add --set
+        fsdp_config=recipes/accelerate/fsdp-8gpu.yaml for FSDP2 there).
         """
         from mixnu.cli._common import emit
         from mixnu.train import TrainConfig
