@@ -113,3 +113,4 @@ def test_fsdp_config_refusals(tmp_path, tiny_llama_dir, data):
     bad.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 2\n")
     with pytest.raises(ConfigError, match="distributed_type: FSDP"):
         train(cfg.model_copy(update={"fsdp_config": bad}))
+    assert "ACCELERATE_USE_FSDP" not in os.environ  # refused before an Accelerator could set it for later runs

@@ -16,6 +16,7 @@ run on CPU at all (Accelerate asks for a CUDA/XPU/... device), so on CPU only ve
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,14 @@ def make_accelerator(cpu: bool, mixed_precision: str, grad_accum: int, fsdp_conf
     if fsdp_config is None:
         return Accelerator(cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
     kwargs = fsdp_plugin_kwargs(fsdp_config)
+    # checked before any Accelerator exists: one built with a plugin sets ACCELERATE_USE_FSDP in os.environ,
+    # which would turn every later Accelerator of this process (and its child processes) into FSDP
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        raise ConfigError(f"fsdp_config {fsdp_config} needs 2 or more processes; start mixnu train under "
+                          "torchrun --nproc_per_node N (CPU) or accelerate launch --config_file (GPUs)")
     plugin = FullyShardedDataParallelPlugin(**kwargs)
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
                               fsdp_plugin=plugin)
-    if accelerator.num_processes < 2:
-        raise ConfigError(f"fsdp_config {fsdp_config} needs 2 or more processes; start mixnu train under "
-                          "torchrun --nproc_per_node N (CPU) or accelerate launch --config_file (GPUs)")
     if accelerator.distributed_type == DistributedType.MULTI_CPU:
         if plugin.fsdp_version != 2:
             raise ConfigError(f"fsdp_config {fsdp_config}: fsdp_version {plugin.fsdp_version} runs only on GPUs "
