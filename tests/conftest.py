@@ -107,6 +107,14 @@ def dev_set(shared_data: Path) -> list[tuple[str, str]]:
     return read_domain_tsv(shared_data / "eval" / "dev_sentences.tsv")
 
 
+@pytest.fixture(scope="session")
+def ood_set(shared_data: Path) -> list[tuple[str, str]]:
+    """The 911-line `domain<TAB>text` out-of-domain set (sources absent from the corpora)."""
+    from mixnu.io import read_domain_tsv
+
+    return read_domain_tsv(shared_data / "eval" / "ood_sentences.tsv")
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run `mixnu ARGS...` in-process; returns (exit code, stdout, stderr)."""

@@ -105,10 +105,10 @@ SPECIAL = [
 ]
 
 
-def test_proof3_decode_inverts_encode(extended, sp_pair, dev_set):
+def test_proof3_decode_inverts_encode(extended, sp_pair, dev_set, ood_set):
     _, ext_sp = sp_pair
     fast = Tokenizer.from_file(str(extended[0] / "tokenizer.json"))
-    texts = [t for _, t in dev_set] + SPECIAL
+    texts = [t for _, t in dev_set + ood_set] + SPECIAL
     ids = ext_sp.encode(texts)
     bad = [t for t, x in zip(texts, ids, strict=True) if ext_sp.decode(x) != t]
     assert not bad, bad[:3]
@@ -121,11 +121,11 @@ def test_proof4_every_added_piece_reachable(extended):
     assert share == 1.0
 
 
-def test_proof5_slow_and_fast_identical_on_dev_and_corpora(extended, sp_pair, dev_set, corpora):
+def test_proof5_slow_and_fast_identical_on_dev_ood_and_corpora(extended, sp_pair, dev_set, ood_set, corpora):
     _, ext_sp = sp_pair
     fast = Tokenizer.from_file(str(extended[0] / "tokenizer.json"))
-    texts = [t for _, t in dev_set] + [ln for p in corpora.values() for ln in iter_corpus(p)]
-    assert len(texts) > 100_000
+    texts = [t for _, t in dev_set + ood_set] + [ln for p in corpora.values() for ln in iter_corpus(p)]
+    assert len(texts) > 110_000
     slow = ext_sp.encode(texts)
     got = [e.ids for e in fast.encode_batch(texts, add_special_tokens=False)]
     mismatched = sum(a != b for a, b in zip(slow, got, strict=True))
@@ -141,6 +141,20 @@ def test_folder_loads_with_autotokenizer_fast_and_slow(extended, sp_pair, dev_se
         tok = AutoTokenizer.from_pretrained(extended[0], use_fast=use_fast)
         assert len(tok) == N
         assert [tok.encode(t, add_special_tokens=False) for t in texts] == ext_sp.encode(texts)
+
+
+def test_coverage_policy_characters_are_single_pieces(sp_pair, ood_set):
+    """Whatever the corpus held: KS X 1001 syllables, all jamo, the first 1,800 prior Hanja, Korean symbols."""
+    from mixnu.tokenizer_coverage import compatibility_jamo, conjoining_jamo, hanja_prior, ksx1001_syllables
+
+    _, ext_sp = sp_pair
+    must = ksx1001_syllables() + compatibility_jamo() + conjoining_jamo() + list(hanja_prior()[:1800])
+    must += "｢ ｣ ․ ‧ 〈 〉 ◯ ㎏ ㎜ ･ …".split()
+    missing = [c for c in must if ext_sp.piece_to_id(c) == ext_sp.unk_id()]
+    assert not missing, missing[:20]
+    ids = ext_sp.encode([t for _, t in ood_set])
+    n = sum(map(len, ids))
+    assert sum(ext_sp.is_byte(i) for x in ids for i in x) / n < 0.003  # the target is 0.20 %; before: 0.645 %
 
 
 def test_added_pieces_hold_hangul_or_are_single_characters(sp_pair):

@@ -96,3 +96,26 @@ def test_cli_prints_table_and_json(tmp_path, shared_data, llama2_sp_model, run_c
     assert rc == 0
     data = json.loads(out)
     assert data["lines"] == 40 and data["rows"][0]["tokenizer"] == "l2"
+
+
+def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, shared_data, llama2_sp_model, run_cli):
+    """dev and ood: one row set per file, domains as FILE/DOMAIN, byte-fallback characters by kind."""
+    from mixnu.tokenizer_compare import load_tokenizer
+
+    texts = [shared_data / DEV, shared_data / "eval/ood_sentences.tsv"]
+    res = compare_tokenizers(CompareConfig(tokenizers={"l2": llama2_sp_model}, texts=texts, max_lines=300))
+    assert set(res.sets) == {"dev_sentences", "ood_sentences"}
+    assert {d.split("/")[0] for d in res.domains} == set(res.sets) and "ood_sentences/tech" in res.domains
+    assert res.sets["dev_sentences"][0]["lines"] + res.sets["ood_sentences"][0]["lines"] == res.lines == 600
+    assert "### side by side" in res.report and "| l2 | 32,000 |" in res.report
+    # every byte token is accounted for: sum over fallback characters of UTF-8 length x occurrences
+    fb = res.fallback["l2"]
+    for part, drows in res.domains.items():
+        counted = sum(len(c.encode()) * n for kinds in fb[part].values() for c, n in kinds.items())
+        assert counted == drows[0]["byte_tokens"], part
+    assert fb["ood_sentences/tech"]["syllable"]["있"] > 10  # Llama-2 has no piece for 있
+    tok = load_tokenizer("l2", llama2_sp_model)
+    assert tok.byte_values[tok.encode(["\n"])[0][-1]] == b"\n"
+    rc, out, _ = run_cli("tokenizer", "compare", "--tokenizer", f"l2={llama2_sp_model}", "--text", texts[0],
+                         "--text", texts[1], "--max-lines", "20")
+    assert rc == 0 and "side by side" in out and "fell back to bytes" in out

@@ -7,20 +7,22 @@ Comparison lives in `mixnu.tokenizer_compare` (`compare_tokenizers`, `mixnu toke
 How the extension works, and why (see docs/tokenizer.md):
 1. One streaming pass over the corpus counts characters and lines; a second keeps an evenly spaced
    sample of at most `sample_lines` lines (deterministic, no RNG).
-2. A Korean SentencePiece BPE model is trained on the sample (identity normalisation, one thread,
-   fixed seed), so the same inputs give the same pieces.
-3. Only pieces made of Hangul (syllables and jamo, with an optional leading `▁`) are kept, in the
-   order the Korean model ranks them; then single characters: every modern syllable (KS X 1001's
-   2,350, plus any other syllable seen in the corpus), all Hangul compatibility jamo, and Hanja seen
-   at least `hanja_min_count` times. Pieces of other scripts would change how English, code and
-   punctuation tokenize, so they are never added.
+2. Single characters the base lacks are chosen by the coverage policy of `mixnu.tokenizer_coverage`:
+   characters seen in the corpus (Hanja and symbols at least `*_min_count` times), then sets fixed by
+   standards, whatever the corpus holds: KS X 1001's 2,350 syllables (or all 11,172), the
+   compatibility and conjoining jamo, the first `hanja_prior` Hanja of a frequency-ranked KS X 1001
+   list, and the punctuation and symbols Korean text uses. They take at most half of the budget.
+3. A Korean SentencePiece BPE model is trained on the sample (identity normalisation, one thread,
+   fixed seed), so the same inputs give the same pieces. Its multi-character pieces that hold Hangul
+   (`piece_filter`) fill the rest of the budget, in the order the Korean model ranks them. Pieces
+   without Hangul would change how English, code and punctuation tokenize, so they are never added.
 4. Added pieces get strictly decreasing, distinct scores below the base's lowest ordinary score, so
    SentencePiece and the fast (merge-list) tokenizer agree on the merge order.
 5. Every added piece must be reachable (its surface text encodes to that one piece); unreachable
    ones are dropped and the next candidates take their place until the vocabulary has exactly N pieces.
 6. The output folder holds the extended `tokenizer.model`, a `tokenizer.json` whose merges are the
-   base's merges followed by the added pieces' merges in score order, the base's tokenizer configs,
-   and `mixnu_tokenizer.json` (provenance: base sha256, corpus files and sizes, settings, counts).
+   base's merges with the added pieces' merges inserted where their scores fall, the base's tokenizer
+   configs, and `mixnu_tokenizer.json` (provenance: base sha256, corpus files and sizes, settings, counts).
    It adds BOS like Llama-2's published tokenizer (`mixnu.tokenizer_special.set_special_tokens`); a base
    folder with tokens added after its pieces (`<pad>` at 32000) is refused before any work.
 """
@@ -44,6 +46,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, sha256_file, write_json
+from mixnu.tokenizer_coverage import is_hangul_char, select_chars
 from mixnu.tokenizer_special import check_no_added_tokens, set_special_tokens
 
 PROVENANCE_FILE = "mixnu_tokenizer.json"
@@ -51,35 +54,10 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6  # sentencepiece Mo
 
 
 # ---------------------------------------------------------------------------------------- scripts
-def is_hangul_char(ch: str) -> bool:
-    """Hangul syllables (U+AC00–D7A3), compatibility jamo (U+3131–318E) and jamo (U+1100–11FF)."""
-    o = ord(ch)
-    return 0xAC00 <= o <= 0xD7A3 or 0x3131 <= o <= 0x318E or 0x1100 <= o <= 0x11FF
-
-
-def is_hanja_char(ch: str) -> bool:
-    """CJK unified ideographs (BMP block and extension A) and compatibility ideographs."""
-    o = ord(ch)
-    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF
-
-
 def is_hangul_piece(piece: str) -> bool:
     """A piece of Hangul characters only, optionally after one leading `▁` (word start)."""
     body = piece[1:] if piece.startswith("▁") else piece
     return bool(body) and all(is_hangul_char(c) for c in body)
-
-
-def ksx1001_syllables() -> list[str]:
-    """The 2,350 precomposed Hangul syllables of KS X 1001 (EUC-KR two-byte codes), in code order."""
-    out = []
-    for o in range(0xAC00, 0xD7A4):
-        ch = chr(o)
-        try:
-            if len(ch.encode("euc_kr")) == 2:
-                out.append(ch)
-        except UnicodeEncodeError:
-            continue
-    return out
 
 
 # ------------------------------------------------------------------------------------ base model
@@ -139,12 +117,20 @@ class ExtendConfig(StageConfig):
         "with-hangul", description="hangul: only Hangul (+ leading ▁); with-hangul: any piece holding Hangul.")
     cross_words: bool = Field(True, description="Let pieces span spaces (frequent Korean phrases).")
     cross_scripts: bool = Field(True, description="Let pieces mix Hangul with punctuation ('다.', '(이').")
-    syllables: Literal["seen", "ksx1001+seen", "none"] = Field(
-        "seen", description="Syllables added as single pieces: seen in the corpus, or also all of KS X 1001.")
+    syllables: Literal["seen", "ksx1001+seen", "all", "none"] = Field(
+        "ksx1001+seen", description="Syllables added as single pieces: seen in the corpus, also all 2,350 of "
+                                    "KS X 1001, or all 11,172 modern syllables.")
     jamo: bool = Field(True, description="Add all Hangul compatibility jamo (ㅋ, ㅠ, ㆍ …) as single pieces.")
-    hanja_min_count: int = Field(2, ge=0, description="Add Hanja seen at least this often (0 = no Hanja).")
+    conjoining_jamo: bool = Field(True, description="Add all 256 conjoining jamo (U+1100–11FF) as single pieces.")
+    hanja_prior: int = Field(1800, ge=0, description="Add the first N Hanja of the frequency prior "
+                                                     "(KS X 1001, education list first; 0 = none).")
+    korean_symbols: bool = Field(True, description="Add the punctuation and symbols Korean text uses "
+                                                   "(KS X 1001's, CJK, half/full-width: ｢ ｣ ․ ◯ ㎏ …).")
+    hanja_min_count: int = Field(2, ge=0, description="Also add Hanja seen at least this often (0 = none seen).")
     symbols_min_count: int = Field(
-        2, ge=0, description="Add other characters the base lacks (①, ㎡ …) seen this often (0 = none).")
+        2, ge=0, description="Also add other characters the base lacks (①, ㎡ …) seen this often (0 = none).")
+    char_share: float = Field(0.5, gt=0, le=1, description="Single characters take at most this share of "
+                                                          "the added pieces (the policy's last ones are cut).")
     max_piece_length: int = Field(16, ge=2, le=64)
     seed: int = 0
     num_threads: int = Field(1, ge=1, description="sentencepiece training threads (1 = reproducible).")
@@ -228,38 +214,6 @@ def train_korean_model(lines: list[str], vocab_size: int, cfg: ExtendConfig) -> 
 
 
 # ------------------------------------------------------------------------------------- selection
-def select_chars(chars: Counter, base_pieces: set[str], cfg: ExtendConfig,
-                 budget: int) -> tuple[list[str], dict[str, int]]:
-    """Single-character pieces to add, most frequent first (never ones already in the base).
-
-    Syllables, jamo, Hanja and other characters per the settings; characters never seen (KS X 1001
-    syllables, unused jamo) come last. They take at most half of `budget`, so that a small budget
-    still leaves room for multi-character pieces.
-    """
-    seen_syll = [c for c in chars if 0xAC00 <= ord(c) <= 0xD7A3]
-    syll: list[str] = []
-    if cfg.syllables == "ksx1001+seen":
-        syll = sorted(set(ksx1001_syllables()) | set(seen_syll))
-    elif cfg.syllables == "seen":
-        syll = seen_syll
-    jamo = [chr(o) for o in range(0x3131, 0x318F)] if cfg.jamo else []
-    jamo += [c for c in chars if 0x1100 <= ord(c) <= 0x11FF]
-    hanja = [c for c, n in chars.items() if is_hanja_char(c) and cfg.hanja_min_count and n >= cfg.hanja_min_count]
-    symbols = [c for c, n in chars.items() if cfg.symbols_min_count and n >= cfg.symbols_min_count
-               and c.isprintable() and not c.isspace() and not is_hangul_char(c) and not is_hanja_char(c)]
-    kind_of = {}
-    for kind, items in (("syllables", syll), ("jamo", jamo), ("hanja", hanja), ("symbols", symbols)):
-        for c in items:
-            if c not in base_pieces:
-                kind_of.setdefault(c, kind)
-    # most frequent first, code point breaking ties: deterministic
-    out = sorted(kind_of, key=lambda c: (-chars.get(c, 0), c))
-    if len(out) > budget // 2:
-        out = out[: budget // 2]
-    counts = {k: sum(1 for c in out if kind_of[c] == k) for k in ("syllables", "jamo", "hanja", "symbols")}
-    return out, counts
-
-
 def hangul_candidates(korean: Any, base_pieces: set[str], piece_filter: str = "with-hangul") -> list[str]:
     """Multi-character pieces of the Korean model, in its rank order, that hold Hangul and are new.
 

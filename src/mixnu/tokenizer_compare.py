@@ -13,6 +13,9 @@ A tokenizer is given as NAME=PATH, where PATH is
   own, i.e. it does not decode to whole characters (a piece of a character split across tokens).
 Texts are NFC-normalised and encoded without special tokens (no BOS); text that spells a special token
 (`<s>`) is encoded as text (`mixnu.text.body_ids`). Words are space-separated (Korean eojeol).
+Several text files (e.g. a dev set and an out-of-domain set) are reported side by side, each overall
+and per domain; the characters that fell back to bytes are listed by kind (syllable, Hanja, jamo,
+symbol) for every tokenizer, text file and domain.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from mixnu.console import progress
 from mixnu.errors import ConfigError, DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, write_json, write_text
 from mixnu.text import body_ids, normalize_text
+from mixnu.tokenizer_coverage import char_kind
 
 BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 COLUMNS = ["tokenizer", "vocab", "pct_byte", "tokens_per_line", "chars_per_token", "tokens_per_word", "relative"]
@@ -70,17 +74,25 @@ class LoadedTokenizer:
     vocab_size: int
     byte_ids: frozenset[int]
     encode: Callable[[list[str]], list[list[int]]] = field(repr=False)
+    byte_values: dict[int, bytes] = field(default_factory=dict, repr=False)  # byte-level id -> its bytes
 
 
 @dataclass(frozen=True)
 class CompareResult:
-    """Rows of the comparison (all text and per domain), the Markdown table, files written."""
+    """Rows of the comparison (all text, per text file, per domain), the Markdown table, files written.
+
+    With several text files, `domains` is keyed `FILE/DOMAIN` (FILE: the file's stem). `fallback` maps
+    tokenizer -> FILE/DOMAIN (or DOMAIN) -> kind -> {character: occurrences that fell back to bytes}.
+    """
 
     rows: list[dict[str, Any]]
     domains: dict[str, list[dict[str, Any]]]
     lines: int
     markdown: str
     files: list[str]
+    sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fallback: dict[str, dict[str, dict[str, dict[str, int]]]] = field(default_factory=dict)
+    report: str = ""  # everything table.md holds: overall, side by side, per file and domain, fallback
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -112,17 +124,41 @@ def _from_backend(name: str, path: Path, kind: str, tok: Any) -> LoadedTokenizer
     spec = json.loads(backend.to_str())
     vocab = backend.get_vocab(with_added_tokens=True)
     text = json.dumps({k: spec.get(k) for k in ("pre_tokenizer", "decoder")})
+    values: dict[int, bytes] = {}
     if spec.get("model", {}).get("byte_fallback"):
         family, byte_ids = "byte-fallback", frozenset(i for t, i in vocab.items() if BYTE_PIECE.match(t))
+        values = {i: bytes([int(t[3:5], 16)]) for t, i in vocab.items() if i in byte_ids}
     elif '"ByteLevel"' in text:
         family, byte_ids = "byte-level", _byte_level_ids(vocab)
+        decoder = _byte_decoder()
+        values = {i: bytes(decoder[c] for c in t) for t, i in vocab.items() if i in byte_ids}
     else:
         family, byte_ids = "other", frozenset()
 
     def encode(lines: list[str]) -> list[list[int]]:
         return body_ids(tok, lines)  # NFC, no BOS, special-token spellings as text (mixnu.text)
 
-    return LoadedTokenizer(name, path, kind, family, len(tok), byte_ids, encode)
+    return LoadedTokenizer(name, path, kind, family, len(tok), byte_ids, encode, values)
+
+
+def _gguf_tokenizer_only(path: Path) -> Any:
+    """The tokenizer of a GGUF file built by transformers' GGUF tokenizer converter alone, or None.
+
+    `AutoTokenizer.from_pretrained(gguf_file=)` also maps the model config and refuses architectures
+    it has no model for (Command-R), although the tokenizer converter reads their vocabularies.
+    """
+    from transformers import PreTrainedTokenizerFast
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+        convert_gguf_tokenizer,
+        get_gguf_tokenizer,
+    )
+
+    try:
+        architecture, spec, _config = get_gguf_tokenizer(str(path))
+        backend, _extra = convert_gguf_tokenizer(architecture, spec)
+        return PreTrainedTokenizerFast(tokenizer_object=backend)
+    except Exception:  # not a GGUF file, or a tokenizer kind the converter lacks
+        return None
 
 
 def load_tokenizer(name: str, path: str | Path) -> LoadedTokenizer:
@@ -146,7 +182,9 @@ def load_tokenizer(name: str, path: str | Path) -> LoadedTokenizer:
         try:
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         except Exception as exc:
-            raise TokenizerError(f"{name}={path}: not a readable GGUF vocab file ({type(exc).__name__})") from None
+            tok = _gguf_tokenizer_only(path)  # transformers loads no config for some architectures (Command-R)
+            if tok is None:
+                raise TokenizerError(f"{name}={path}: not a readable GGUF vocab file ({type(exc).__name__})") from None
         return _from_backend(name, path, "gguf", tok)
     import sentencepiece as spm
 
@@ -157,11 +195,13 @@ def load_tokenizer(name: str, path: str | Path) -> LoadedTokenizer:
             f"{name}={path}: not a SentencePiece model, tokenizer folder or .gguf file; check the path"
         ) from None
     byte_ids = frozenset(i for i in range(sp.get_piece_size()) if sp.is_byte(i))
+    values = {i: bytes([int(sp.id_to_piece(i)[3:5], 16)]) for i in byte_ids}
 
     def encode(lines: list[str]) -> list[list[int]]:
         return sp.encode([normalize_text(x) for x in lines])
 
-    return LoadedTokenizer(name, path, "sentencepiece", "byte-fallback", sp.get_piece_size(), byte_ids, encode)
+    return LoadedTokenizer(name, path, "sentencepiece", "byte-fallback", sp.get_piece_size(), byte_ids, encode,
+                           values)
 
 
 # ----------------------------------------------------------------------------------------- text
@@ -203,6 +243,54 @@ def _stats(tok: LoadedTokenizer, texts: list[str], ids: list[list[int]]) -> dict
         "tokens_per_line": tokens / max(len(texts), 1), "chars_per_token": chars / max(tokens, 1),
         "tokens_per_word": tokens / max(words, 1),
     }
+
+
+def fallback_chars(tok: LoadedTokenizer, ids: list[list[int]]) -> dict[str, dict[str, int]]:
+    """kind -> {character: occurrences} of the characters encoded as byte-level tokens.
+
+    Each run of consecutive byte-level tokens is joined and decoded as UTF-8: byte-fallback pieces
+    give exactly the characters that had no piece; byte-level BPE fragments give the characters they
+    split (with any whole non-space characters sharing those tokens).
+    """
+    out: dict[str, dict[str, int]] = {}
+    for line in ids:
+        run: list[bytes] = []
+        for i in [*line, -1]:
+            if i in tok.byte_ids:
+                run.append(tok.byte_values.get(i, b""))
+                continue
+            if run:
+                for ch in b"".join(run).decode("utf-8", errors="replace"):
+                    if ch.isspace() and tok.family == "byte-level":
+                        continue  # a whole space sharing a token with a fragment, not a fallback
+                    kind = out.setdefault(char_kind(ch), {})
+                    kind[ch] = kind.get(ch, 0) + 1
+                run = []
+    return {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in sorted(out.items())}
+
+
+def fallback_markdown(fallback: dict[str, dict[str, dict[str, int]]], top: int = 40) -> str:
+    """One line per tokenizer and text part: kind: distinct characters (occurrences) and the most frequent."""
+    lines = ["| tokenizer | text | kind | characters | occurrences | most frequent |", "|---|---|---|---:|---:|---|"]
+    for name, parts in fallback.items():
+        for part, kinds in parts.items():
+            for kind, chars in kinds.items():
+                shown = " ".join(repr(c)[1:-1] if not c.isprintable() else c for c in list(chars)[:top])
+                lines.append(f"| {name} | {part} | {kind} | {len(chars)} | {sum(chars.values())} | {shown} |")
+    return "\n".join(lines)
+
+
+def side_by_side(sets: dict[str, list[dict[str, Any]]]) -> str:
+    """One row per tokenizer: % byte-level and length vs the first tokenizer, one column pair per text file."""
+    names = list(sets)
+    head = ["tokenizer", "vocab"] + [f"{h} ({s})" for s in names for h in ("% byte-level", "length vs first")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for k, r in enumerate(sets[names[0]]):
+        cells = [r["tokenizer"], f"{r['vocab']:,}"]
+        for s in names:
+            cells += [f"{sets[s][k]['pct_byte']:.3f}", f"{sets[s][k]['relative']:.3f}×"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _with_relative(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -260,20 +348,39 @@ def plot_vocab_tokens(rows: list[dict[str, Any]], path: Path, title: str = "") -
 
 
 # ----------------------------------------------------------------------------------------- entry
+def _read_sets(paths: list[Path], max_lines: int | None) -> list[tuple[str, str, str]]:
+    """(part, domain, text) triples; part is `DOMAIN` for one file, `FILE/DOMAIN` (file stem) for several."""
+    stems: list[str] = []
+    for p in paths:
+        stem = p.stem if p.stem not in stems else f"{p.stem}{len(stems) + 1}"
+        stems.append(stem)
+    out = []
+    for stem, path in zip(stems, paths, strict=True):
+        for dom, text in read_texts([path], max_lines):
+            out.append((stem, dom if len(paths) == 1 else f"{stem}/{dom}", text))
+    return out
+
+
 def compare_tokenizers(cfg: CompareConfig) -> CompareResult:
     """Encode every text line with every tokenizer and tabulate the statistics.
 
-    Inputs: tokenizers (NAME -> path), text files. Returns rows for all lines and per domain, and
-    the Markdown table. If `cfg.out` is set, writes atomically into that folder: `table.md` (all
-    text, then one table per domain), `table.csv`, `compare.json` and `vocab_tokens.png`.
+    Inputs: tokenizers (NAME -> path), text files. Returns rows for all lines, per text file (`sets`,
+    several files only) and per domain, the characters that fell back to bytes by kind, and the
+    Markdown table. If `cfg.out` is set, writes atomically into that folder: `table.md` (all text,
+    the files side by side, one table per file and domain, the byte-fallback characters),
+    `table.csv`, `compare.json` and `vocab_tokens.png`.
     """
     if cfg.out is not None:
         check_output(cfg.out, cfg.force)
-    rows_in = read_texts(list(cfg.texts), cfg.max_lines)
-    texts = [t for _, t in rows_in]
-    domain_names = sorted({d for d, _ in rows_in})
+    rows_in = _read_sets(list(cfg.texts), cfg.max_lines)
+    texts = [t for _, _, t in rows_in]
+    set_names = list(dict.fromkeys(s for s, _, _ in rows_in)) if len(cfg.texts) > 1 else []
+    parts = sorted({d for _, d, _ in rows_in})
+    index = {k: [i for i, r in enumerate(rows_in) if k in (r[0], r[1])] for k in [*set_names, *parts]}
     loaded = [load_tokenizer(n, p) for n, p in cfg.tokenizers.items()]
-    rows, domains = [], {d: [] for d in domain_names}
+    rows: list[dict[str, Any]] = []
+    by = {k: [] for k in index}
+    fallback: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     with progress(cfg.quiet, "lines") as bar:
         task = bar.add_task("encoding", total=len(texts) * len(loaded))
         for tok in loaded:
@@ -282,28 +389,34 @@ def compare_tokenizers(cfg: CompareConfig) -> CompareResult:
             seconds = time.perf_counter() - t0
             bar.advance(task, len(texts))
             rows.append({**_stats(tok, texts, ids), "encode_s": round(seconds, 4)})
-            for dom in domain_names:
-                sel = [i for i, (d, _) in enumerate(rows_in) if d == dom]
-                domains[dom].append(_stats(tok, [texts[i] for i in sel], [ids[i] for i in sel]))
+            for k, sel in index.items():
+                by[k].append(_stats(tok, [texts[i] for i in sel], [ids[i] for i in sel]))
+            fallback[tok.name] = {d: fallback_chars(tok, [ids[i] for i in index[d]]) for d in parts}
     rows = _with_relative(rows)
-    domains = {d: _with_relative(r) for d, r in domains.items()}
+    sets = {k: _with_relative(by[k]) for k in set_names}
+    domains = {d: _with_relative(by[d]) for d in parts}
     md = markdown(rows)
+    full = md
+    if sets:
+        full += "\n\n### side by side\n\n" + side_by_side(sets)
+        full += "".join(f"\n\n### {k}\n\n" + markdown(r) for k, r in sets.items())
+    if len(parts) > 1 or parts[0] != "all":
+        full += "".join(f"\n\n### {d}\n\n" + markdown(r) for d, r in domains.items())
+    full += "\n\n### characters that fell back to bytes, by kind\n\n" + fallback_markdown(fallback)
     files: list[str] = []
     if cfg.out is not None:
-        if len(domain_names) > 1 or domain_names[0] != "all":
-            full = md + "".join(f"\n\n### {d}\n\n" + markdown(r) for d, r in domains.items())
-        else:
-            full = md
         with atomic_dir(cfg.out, force=cfg.force) as stage:
             write_text(stage / "table.md", full + "\n")
-            write_text(stage / "table.csv", _csv(rows, domains))
+            write_text(stage / "table.csv", _csv(rows, {**sets, **domains}))
             write_json(stage / "compare.json", {
                 "tokenizers": {t.name: {"path": str(t.path), "kind": t.kind, "family": t.family} for t in loaded},
-                "texts": [str(p) for p in cfg.texts], "lines": len(texts), "rows": rows, "domains": domains,
+                "texts": [str(p) for p in cfg.texts], "lines": len(texts), "rows": rows, "sets": sets,
+                "domains": domains, "fallback": fallback,
             })
             plot_vocab_tokens(rows, stage / "vocab_tokens.png")
             files = sorted(p.name for p in stage.iterdir())
-    return CompareResult(rows=rows, domains=domains, lines=len(texts), markdown=md, files=files)
+    return CompareResult(rows=rows, domains=domains, lines=len(texts), markdown=md, files=files, sets=sets,
+                         fallback=fallback, report=full)
 
 
 def parse_named(items: list[str]) -> dict[str, Path]:

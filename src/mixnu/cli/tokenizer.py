@@ -53,14 +53,18 @@ def register(app: typer.Typer) -> None:
         max_lines: Annotated[int | None, typer.Option(help="At most this many lines per text file.")] = None,
         force: Force = False, quiet: Quiet = False, json_out: JsonOut = None,
     ) -> None:
-        """The card's table for any tokenizers: vocab, % byte-level tokens, tokens per line, and more."""
+        """The card's table for any tokenizers: vocab, % byte-level tokens, tokens per line, and more.
+
+        Several --text files are shown side by side, and per domain; the characters that fell back to
+        bytes are listed by kind (syllable, Hanja, jamo, symbol).
+        """
         from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers, parse_named
 
         cfg = build_config(ctx, CompareConfig, keys={"tokenizer": "tokenizers", "text": "texts"},
                            values={"tokenizer": {k: str(v) for k, v in parse_named(tokenizer).items()}})
         res = compare_tokenizers(cfg)
         if not quiet and str(json_out) != "-":
-            typer.echo(res.markdown)
+            typer.echo(res.report)
         emit(res, json_out, quiet, f"wrote {out}: {', '.join(res.files)}" if out else None)
 
     app.add_typer(group, name="tokenizer")
