@@ -45,7 +45,9 @@ def test_per_domain_tables_and_files(compared):
     assert sum(d[0]["tokens"] for d in res.domains.values()) == res.rows[0]["tokens"]
     assert res.files == ["compare.json", "table.csv", "table.md", "vocab_tokens.png"]
     md = (out / "table.md").read_text(encoding="utf-8")
-    assert md.count("| llama-3 |") == 5 and "### law" in md
+    tables, fallback = md.split("### characters that fell back to bytes, by kind")
+    assert tables.count("| llama-3 |") == 5 and "### law" in tables
+    assert "| llama-2 | law | syllable |" in fallback
     rows = list(csv.DictReader((out / "table.csv").open(encoding="utf-8")))
     assert len(rows) == 3 * 5 and {r["domain"] for r in rows} == {"all", "law", "tech", "daily", "literature"}
     data = json.loads((out / "compare.json").read_text(encoding="utf-8"))
