@@ -1,7 +1,12 @@
 # mixnu — `make demo` runs the recipe end to end at toy scale; `make test` lints and runs the tests.
-# Both set up .venv by themselves on a fresh clone (torch pinned to the CPU wheel on this disk).
+# Both set up .venv by themselves on a fresh clone (torch pinned to the CPU wheel on this disk) and
+# run on the data built into the package (MIXNU_DATA / MIXNU_SHARED point elsewhere when set).
 
-PYTHON ?= python3.11
+# The first of python3.13, python3.12, python3.11 that runs (a pyenv shim of an inactive version does
+# not); `make PYTHON=/path/to/python3.x` overrides.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,python3.13 python3.12 python3.11,$(shell $(p) -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && echo $(p))))
+endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_OUT ?= demo-out
@@ -12,6 +17,7 @@ DEMO_ARGS ?=
 all: test
 
 $(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no python3.13, python3.12 or python3.11 on PATH; install one or set PYTHON=/path/to/python3.11+"; exit 1; }
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=python3.11 (or newer)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -21,14 +27,22 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Headless Chromium for the annotation page's browser test (Debian package; never `playwright install`).
+# Headless Chromium for the annotation page's browser test, with a Korean font (fonts-noto-cjk) so
+# the page's screenshot shows Korean, not empty boxes. Uses the system's chromium when present; as root
+# on Debian/Ubuntu it installs the packages with apt. Elsewhere: install chromium and a CJK font with
+# your package manager, or (an option for machines without a system chromium) run
+# `.venv/bin/playwright install chromium`; the test then uses Playwright's own build.
 browser-deps:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "make: install Debian's chromium (sudo apt-get install chromium) for the browser test"; exit 1; fi; }
+	@if command -v chromium >/dev/null && fc-list :lang=ko 2>/dev/null | grep -q .; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	elif ! command -v chromium >/dev/null; then \
+	  echo "make: the browser test needs chromium and a Korean font: sudo apt-get install chromium fonts-noto-cjk"; \
+	  echo "      (or, without a system chromium: .venv/bin/playwright install chromium)"; exit 1; \
+	else echo "make: warning: no Korean font (fonts-noto-cjk); the annotation screenshot will show boxes"; fi
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 
 pytest: venv browser-deps
 	$(BIN)/pytest -q

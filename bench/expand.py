@@ -39,9 +39,9 @@ def main() -> None:
     from tests.test_expand import build_extended_tokenizer
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from mixnu.datasets import corpus_files, heldout_files, llama2_tokenizer_model
     from mixnu.expand import ExpandConfig, expand_model
     from mixnu.io import read_corpus
-    from mixnu.shared import corpus_files, heldout_files, llama2_tokenizer_model
     from mixnu.train import TrainConfig, train
 
     t_start = time.perf_counter()

@@ -55,8 +55,8 @@ def build_workload(work: Path) -> tuple[Path, list[Path]]:
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, LlamaConfig
 
+    from mixnu.datasets import llama2_tokenizer_model
     from mixnu.merge_io import llama_tensor_names
-    from mixnu.shared import llama2_tokenizer_model
 
     names = ["base"] + [f"expert{i}" for i in range(N_EXPERTS)]
     dirs = [work / n for n in names]

@@ -1,11 +1,11 @@
 """Tokenizer targets: mixnu's Korean extension of Llama-2 against Llama-2 and six peer tokenizers, dev and ood.
 
 One command: `.venv/bin/python bench/tokenizer.py` (add `--quick` to skip the added-pieces curve and the
-byte-level base). Side by side in one run, on `<shared>/data/eval/dev_sentences.tsv` (same sources as
+byte-level base). Side by side in one run, on `eval/dev_sentences.tsv` (`mixnu.datasets`; same sources as
 the corpora, never trained on) and `ood_sentences.tsv` (sources absent from the corpora):
 - the card's table (vocab, % byte-level tokens, avg tokens per line, …), per text set and domain, and the
   characters that fell back to bytes, by kind;
-- peers: Llama-3, Qwen2 (shared GGUF files), Qwen3.5, Command-R, Gemma-4, GPT-NeoX (llama.cpp's
+- peers: Llama-3, Qwen2 (`mixnu.datasets.gguf_vocab`), Qwen3.5, Command-R, Gemma-4, GPT-NeoX (llama.cpp's
   `ggml-vocab-*.gguf` from the PyPI sdist of llama-cpp-python 0.3.36, downloaded once into bench/.peers/);
 - the coverage policy: each choice's cost at 46,262 pieces (`POLICY_VARIANTS`);
 - targets at 46,262 pieces: ood <= 0.20 % byte-level and <= 0.29x Llama-2's tokens, dev <= 0.10 % and
@@ -32,8 +32,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
+from mixnu.datasets import corpus_files, data_dir, gguf_vocab, llama2_tokenizer_model  # noqa: E402
 from mixnu.io import write_text  # noqa: E402
-from mixnu.shared import corpus_files, data_dir, llama2_tokenizer_model  # noqa: E402
 from mixnu.tokenizer import ExtendConfig, extend_tokenizer, reachable_share  # noqa: E402
 from mixnu.tokenizer_compare import (  # noqa: E402
     CompareConfig,
@@ -261,7 +261,7 @@ def main() -> None:
     args = ap.parse_args()
     data = data_dir()
     sets = {"dev_sentences": data / "eval" / "dev_sentences.tsv", "ood_sentences": data / "eval" / "ood_sentences.tsv"}
-    gguf = data / "tokenizers" / "gguf"
+    gguf = gguf_vocab("llama-bpe").parent  # the data folder's, else fetched once (Qwen2's file sits beside it)
     corpus = list(corpus_files().values())
     peers, peers_failed = loadable(peer_files())
     with tempfile.TemporaryDirectory() as tmp_s:

@@ -33,8 +33,8 @@ def build(work: Path) -> tuple[Path, Path]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    from mixnu.datasets import corpus_files
     from mixnu.io import read_corpus
-    from mixnu.shared import corpus_files
 
     lines = read_corpus(corpus_files()["law"], max_lines=6000)
     data = work / "law.txt"

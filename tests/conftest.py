@@ -1,7 +1,9 @@
-"""Shared test fixtures: the real shared data, the real Llama-2 tokenizer, a tiny Llama model.
+"""Shared test fixtures: the real data, the real Llama-2 tokenizer, a tiny Llama model.
 
-Tests never download anything. If the shared data is missing, the session stops with a message
-saying where it is expected (it does not skip silently). `MIXNU_SHARED` relocates it.
+The data comes by mixnu's one rule (`mixnu.datasets`): `$MIXNU_DATA` / `$MIXNU_SHARED` when set,
+else the built-in data shipped in the package, so the suite runs on a fresh clone. The GGUF vocab
+files of peer tokenizers (not built in) come from the data folder when set, else from the package
+registry on first use (cached); if neither works the test fails with the reason, never skips.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mixnu import datasets
+from mixnu.datasets import DOMAINS, corpus_files, data_dir, heldout_files, llama2_tokenizer_model
 from mixnu.errors import DataError
-from mixnu.shared import DOMAINS, corpus_files, data_dir, heldout_files, llama2_tokenizer_model
 
 # Tests are many small torch programs; one thread each avoids oversubscribing 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,13 +29,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         data_dir()
     except DataError as exc:
-        pytest.exit(f"mixnu tests need the shared data: {exc}", returncode=2)
+        pytest.exit(f"mixnu tests need their data: {exc}", returncode=2)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """`<shared>/data` (corpus/, eval/, tokenizers/)."""
+def data_root() -> Path:
+    """The data folder (corpus/, eval/, tokenizers/llama-2/): `$MIXNU_DATA`/`$MIXNU_SHARED`, else built-in."""
     return data_dir()
+
+
+@pytest.fixture(scope="session")
+def gguf_vocab():
+    """`gguf_vocab("llama-bpe")` -> path of llama.cpp's vocab-only GGUF file (fetched once if needed)."""
+
+    def _get(name: str) -> Path:
+        try:
+            return datasets.gguf_vocab(name)
+        except DataError as exc:
+            pytest.fail(f"GGUF vocab '{name}' unavailable: {exc}", pytrace=False)
+
+    return _get
 
 
 @pytest.fixture(scope="session")
@@ -89,22 +105,22 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, llama2_tokenizer_di
 
 @pytest.fixture(scope="session")
 def corpora() -> dict[str, Path]:
-    """Domain -> real training corpus file in the shared data."""
+    """Domain -> real training corpus file."""
     return corpus_files()
 
 
 @pytest.fixture(scope="session")
 def heldout() -> dict[str, Path]:
-    """Domain -> real held-out eval file in the shared data."""
+    """Domain -> real held-out eval file."""
     return heldout_files()
 
 
 @pytest.fixture(scope="session")
-def dev_set(shared_data: Path) -> list[tuple[str, str]]:
+def dev_set() -> list[tuple[str, str]]:
     """The 1,000-line `domain<TAB>text` tokenizer dev set."""
     from mixnu.io import read_domain_tsv
 
-    return read_domain_tsv(shared_data / "eval" / "dev_sentences.tsv")
+    return read_domain_tsv(datasets.dev_set())
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,12 @@ def test_demo_fast_end_to_end(tmp_path, corpora, run_cli):
     for section in ("## Held-out bits per character", "## Targets", "## Tokenizers", "## Wall time per step",
                     "## Generations"):
         assert section in summary
+    from mixnu.datasets import fingerprint, heldout_files
+
+    sha = fingerprint({d: data / f"{d}.txt" for d in ("daily", "law")},
+                      {d: p for d, p in heldout_files().items() if d in ("daily", "law")})
+    assert results["data"] == {"name": str(data.resolve()), "sha256": sha}  # which data it ran on
+    assert f"Data: {data.resolve()} (sha256 `{sha}`)" in summary
     for png in ("routing_heatmap.png", "routing_layers.png", "bits_per_char.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert not (out / "models").exists()  # keep_models=false

@@ -1,4 +1,4 @@
-"""Each shared fixture loads real data, not a stub."""
+"""Each conftest fixture loads real data, not a stub."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import torch
 
-from mixnu.shared import DOMAINS
+from mixnu.datasets import DOMAINS
 
 LLAMA2_SHA256 = "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347"
 

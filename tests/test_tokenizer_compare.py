@@ -9,16 +9,16 @@ import pytest
 
 from mixnu.tokenizer_compare import CompareConfig, _byte_level_ids, compare_tokenizers, read_texts
 
-DEV = "eval/dev_sentences.tsv"
+DEV = "eval/dev_sentences.tsv"  # relative to the data folder (`data_root`)
 
 
 @pytest.fixture(scope="session")
-def compared(tmp_path_factory, shared_data, llama2_sp_model, llama2_tokenizer_dir):
+def compared(tmp_path_factory, data_root, gguf_vocab, llama2_sp_model, llama2_tokenizer_dir):
     out = tmp_path_factory.mktemp("cmp") / "table"
     cfg = CompareConfig(
         tokenizers={"llama-2": llama2_sp_model, "llama-2-hf": llama2_tokenizer_dir,
-                    "llama-3": shared_data / "tokenizers/gguf/ggml-vocab-llama-bpe.gguf"},
-        texts=[shared_data / DEV], out=out)
+                    "llama-3": gguf_vocab("llama-bpe")},
+        texts=[data_root / DEV], out=out)
     return out, compare_tokenizers(cfg)
 
 
@@ -72,8 +72,8 @@ def test_plain_text_file_gets_its_stem_as_domain(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "exists", "empty_text"])
-def test_bad_input(case, tmp_path, shared_data, llama2_sp_model, run_cli):
-    tok, text, out = llama2_sp_model, shared_data / DEV, tmp_path / "out"
+def test_bad_input(case, tmp_path, data_root, llama2_sp_model, run_cli):
+    tok, text, out = llama2_sp_model, data_root / DEV, tmp_path / "out"
     if case == "missing":
         tok = tmp_path / "nope.model"
     elif case == "corrupt":
@@ -92,9 +92,9 @@ def test_bad_input(case, tmp_path, shared_data, llama2_sp_model, run_cli):
         assert list(out.iterdir()) == []
 
 
-def test_cli_prints_table_and_json(tmp_path, shared_data, llama2_sp_model, run_cli):
+def test_cli_prints_table_and_json(tmp_path, data_root, llama2_sp_model, run_cli):
     rc, out, _ = run_cli("tokenizer", "compare", "--tokenizer", f"l2={llama2_sp_model}",
-                         "--text", shared_data / DEV, "--max-lines", "40", "--json", "-")
+                         "--text", data_root / DEV, "--max-lines", "40", "--json", "-")
     assert rc == 0
     data = json.loads(out)
     assert data["lines"] == 40 and data["rows"][0]["tokenizer"] == "l2"

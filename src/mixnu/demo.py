@@ -12,8 +12,9 @@ Steps, each through the toolkit's own stage functions (so the demo is also their
 7. `evaluate`: held-out bits/char per domain for every model (`mixnu.perplexity`), routing shares per
    domain x layer x expert (`mixnu.route.analyze_routing`), a few generations per model.
 
-Inputs: `data` (one corpus file per domain; default the shared corpora) and `eval_data` (a
-`<domain>_heldout.txt` per domain; default the shared held-out files, never trained on).
+Inputs: `data` (one corpus file per domain, or a data folder with `corpus/` and `eval/`) and
+`eval_data` (a `<domain>_heldout.txt` per domain, never trained on); by default the data folder of
+`mixnu.datasets` (`$MIXNU_DATA` / `$MIXNU_SHARED` when set, else the built-in data).
 Writes `out/` atomically: `results.json`, `summary.md`, `routing_heatmap.png`, `routing_layers.png`,
 `bits_per_char.png`, and `models/` (every checkpoint, loadable with `from_pretrained`) unless
 `keep_models` is false.
@@ -32,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mixnu.config import StageConfig
 from mixnu.console import stderr
+from mixnu.datasets import DataSource, llama2_tokenizer_model, resolve_inputs
 from mixnu.errors import DataError
 from mixnu.io import atomic_dir, read_corpus
-from mixnu.shared import corpus_files, data_dir, heldout_files, llama2_tokenizer_model
 from mixnu.text import document_ids
 
 
@@ -92,8 +93,9 @@ class DemoConfig(StageConfig):
     """Settings of the toy-scale run (recipes/toy/demo.yaml holds the recipe that meets the targets)."""
 
     out: Path = Path("demo-out")
-    data: Path | None = Field(None, description="folder with one corpus file per domain (default: shared corpora)")
-    eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: shared eval)")
+    data: Path | None = Field(None, description="folder with one corpus file per domain, or with corpus/ and eval/ "
+                                                "(default: $MIXNU_DATA / $MIXNU_SHARED, else the built-in data)")
+    eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: data's, else as data)")
     max_lines: int | None = Field(None, ge=10, description="lines read per domain corpus (None: all)")
     seed: int = 0
     threads: int | Literal["auto"] | None = Field(
@@ -147,16 +149,9 @@ class _Clock:
         return out
 
 
-def _inputs(cfg: DemoConfig) -> tuple[dict[str, Path], dict[str, Path]]:
-    """Domain -> corpus file and domain -> held-out file; one-line errors for what is missing."""
-    files = corpus_files(cfg.data)
-    held = heldout_files(cfg.eval_data)
-    missing = [d for d in files if d not in held]
-    if missing:
-        where = cfg.eval_data or data_dir() / "eval"
-        raise DataError(f"no held-out file for domain '{missing[0]}' in {where}; add {missing[0]}_heldout.txt "
-                        "there or point eval_data at a folder that has one per domain")
-    return files, {d: held[d] for d in files}
+def _inputs(cfg: DemoConfig) -> DataSource:
+    """Corpus, held-out and dev files, and the data's name and sha256 (`mixnu.datasets.resolve_inputs`)."""
+    return resolve_inputs(cfg.data, cfg.eval_data)
 
 
 def _make_tokenizers(cfg: DemoConfig, files: dict[str, Path], work: Path) -> tuple[Path, Path]:
@@ -325,14 +320,15 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         torch.set_num_threads(max(1, min(cores, round(cores - os.getloadavg()[0]))))
     elif cfg.threads:
         torch.set_num_threads(cfg.threads)
-    files, held = _inputs(cfg)
+    source = _inputs(cfg)
+    files, held = source.corpus, source.heldout
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     clock = _Clock(cfg.quiet)
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
         work = tmp / "models"
         ext_dir, tok_dir = clock.run("tokenizer", _make_tokenizers, cfg, files, work)
-        tok_table = clock.run("tokenizer table", report.tokenizer_table, ext_dir, tok_dir)
+        tok_table = clock.run("tokenizer table", report.tokenizer_table, ext_dir, tok_dir, source.dev)
         _check_sizes(cfg, files, tok_dir)
         init = clock.run("init", _init_base, cfg, tok_dir, work / "init")
         data = list(files.values())
@@ -358,7 +354,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                   f"moe ({first} init, after router training)": work / "moe-routed"}
         ev = clock.run("evaluate", _evaluate, cfg, models, held)
         wall = round(time.perf_counter() - t_start, 1)
-        result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall, machine)
+        result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall, machine, source)
         if not cfg.keep_models:
             shutil.rmtree(work)
         else:

@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mixnu.datasets import llama2_tokenizer_model
 from mixnu.io import atomic_write, to_jsonable, write_json, write_text
-from mixnu.shared import data_dir, llama2_tokenizer_model
 
 
-def tokenizer_table(extended: Path, model_tok: Path) -> dict[str, Any]:
-    """Llama-2 vs the extended tokenizer (and the tiny model's, if another) on the 1,000-sentence dev set.
+def tokenizer_table(extended: Path, model_tok: Path, dev: Path) -> dict[str, Any]:
+    """Llama-2 vs the extended tokenizer (and the tiny model's, if another) on the dev set `dev`.
 
     Uses `compare_tokenizers`: the card's table.
     """
@@ -25,7 +25,7 @@ def tokenizer_table(extended: Path, model_tok: Path) -> dict[str, Any]:
     if model_tok != extended:
         toks["Korean BPE alone (tiny model)"] = model_tok
     r = compare_tokenizers(CompareConfig(tokenizers=toks,
-                                         texts=[data_dir() / "eval" / "dev_sentences.tsv"], quiet=True))
+                                         texts=[dev], quiet=True))
     return {"rows": r.rows, "markdown": r.markdown}
 
 
@@ -94,7 +94,7 @@ def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -
 
 
 def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any], train: dict[str, Any],
-          steps: dict[str, float], wall: float, machine: dict[str, Any]) -> dict[str, Any]:
+          steps: dict[str, float], wall: float, machine: dict[str, Any], data: Any = None) -> dict[str, Any]:
     """Write results.json, summary.md and the PNGs into `folder`; return {"table", "targets"}."""
     from mixnu.route import plot_heatmap, plot_layers, routing_markdown
 
@@ -142,19 +142,21 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
                  f"| {v['total_params']:,} |" for k, v in train.items()]
     summary = "\n\n".join([
         "# mixnu demo (toy scale)",
+        *([f"Data: {data.name} (sha256 `{data.sha256}`)"] if data is not None else []),
         "## Held-out bits per character (lower is better; bold = best per domain)", table,
         "## Targets", "\n".join(tgt_md),
         "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats, names),
         "![routing heatmap](routing_heatmap.png)\n\n![load per layer](routing_layers.png)\n\n"
         "![bits per char](bits_per_char.png)",
-        "## Tokenizers (dev set, 1,000 sentences)", "\n".join(tok_md),
+        "## Tokenizers (dev set)", "\n".join(tok_md),
         "## Training runs", "\n".join(train_md),
         f"## Generations (prompt: {cfg.eval.prompt})", "\n\n".join(gens),
         "## Wall time per step", "\n".join(step_md),
     ]) + "\n"
     write_text(folder / "summary.md", summary)
     write_json(folder / "results.json", {
-        "config": cfg.model_dump(mode="json"), "bits_per_char": bpc, "targets": targets,
+        "config": cfg.model_dump(mode="json"),
+        "data": {"name": data.name, "sha256": data.sha256} if data is not None else None, "bits_per_char": bpc, "targets": targets,
         "scores": to_jsonable(ev["scores"]), "routing": {k: to_jsonable(v) for k, v in ev["routing"].items()},
         "tokenizers": tok_table["rows"], "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall, "machine": machine})
     return {"table": table, "targets": targets}

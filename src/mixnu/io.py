@@ -178,15 +178,15 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def iter_corpus(path: str | Path) -> Iterator[str]:
+def iter_corpus(path: str | Path, text_field: str = "text", allow_empty: bool = False) -> Iterator[str]:
     """Yield the NFC-normalised documents of a corpus file, skipping blank ones.
 
     Formats, by suffix (optionally followed by `.gz`):
     - `.txt` (or anything else): one document or line per line;
-    - `.jsonl`: one JSON object per line, text in its `text` field.
+    - `.jsonl`: one JSON object per line, text in its `text_field` field (default `text`).
 
-    Raises `DataError` naming file and line for bad UTF-8, bad JSON or a missing `text` field,
-    and for a missing or empty file.
+    Raises `DataError` naming file and line for bad UTF-8, bad JSON or a missing text field,
+    and for a missing file or (unless `allow_empty`) an empty one.
     """
     path = Path(path)
     if not path.is_file():
@@ -210,9 +210,11 @@ def iter_corpus(path: str | Path) -> Iterator[str]:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                        raise DataError(f"{path}:{lineno}: JSONL records need a string field 'text'")
-                    line = obj["text"]
+                    if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
+                        has = ", ".join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+                        raise DataError(f"{path}:{lineno}: JSONL records need a string field '{text_field}' "
+                                        f"(this one has: {has or 'no fields'})")
+                    line = obj[text_field]
                 line = normalize_text(line.rstrip("\r\n"))
                 if line.strip():
                     n += 1
@@ -221,7 +223,7 @@ def iter_corpus(path: str | Path) -> Iterator[str]:
         if isinstance(exc, gzip.BadGzipFile) or isinstance(exc, EOFError):
             raise DataError(f"{path}: not a valid gzip file ({exc}); decompress or re-create it") from None
         raise
-    if n == 0:
+    if n == 0 and not allow_empty:
         raise DataError(f"{path}: corpus is empty (no non-blank lines); give a file with text in it")
 
 

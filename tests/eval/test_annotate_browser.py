@@ -1,11 +1,13 @@
-"""The annotation page in a real headless Chromium (Debian's, driven by Playwright for Python).
+"""The annotation page in a real headless Chromium (the system's, driven by Playwright for Python).
 
 Scores items with keys and clicks, reloads, kills the server with SIGKILL and restarts it, and
 checks nothing was lost; proves model output containing <script>/<img onerror> runs nothing.
 A screenshot is saved to pytest's tmp dir and copied to `test-artifacts/annotate-page.png`.
 
-Chromium is required, not optional: CI installs it (`make browser-deps`), so a missing browser
-fails with the command that installs it. Never run `playwright install`.
+Chromium and a Korean font are required, not optional: `make browser-deps` installs Debian's
+`chromium` and `fonts-noto-cjk` (as root), so a missing browser or font fails with the command that
+installs it. The browser is `$MIXNU_CHROMIUM`, else `chromium` on PATH, else Playwright's own build
+if a user elsewhere ran `playwright install chromium` (never run on this project's machines).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,6 @@ from tests.eval.test_annotate import start_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -38,15 +40,30 @@ def text(pid: str, model: str) -> str:
     return f"올해 수능은 매우 어려웠다는 뜻입니다 ({pid}).\n두 번째 줄."
 
 
+def chromium_path(playwright) -> str:
+    """The system's Chromium, else Playwright's own build; `pytest.fail` with the install command."""
+    for found in (os.environ.get("MIXNU_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
+        if found and Path(found).exists():
+            return found
+    own = playwright.chromium.executable_path
+    if own and Path(own).exists():
+        return own
+    pytest.fail("no chromium found: the browser test needs it; `make browser-deps` (root on Debian) or "
+                "`sudo apt-get install chromium fonts-noto-cjk`; or set MIXNU_CHROMIUM to a Chromium binary",
+                pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: the browser test needs Debian's chromium; install it with "
-                    "`make browser-deps` (or `sudo apt-get install -y chromium`); never `playwright install`")
+    fc_list = shutil.which("fc-list")  # fontconfig: what Chromium on Linux finds fonts with
+    fonts = subprocess.run([fc_list, ":lang=ko", "family"], capture_output=True, text=True).stdout if fc_list else ""
+    if not fonts.strip():
+        pytest.fail("no Korean font: the page would show Korean as empty boxes; install fonts-noto-cjk "
+                    "(`make browser-deps` as root, or `sudo apt-get install fonts-noto-cjk`)", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=chromium_path(p), args=ARGS)
         yield b
         b.close()
 

@@ -18,7 +18,6 @@ from mixnu.errors import ConfigError
 from mixnu.eval.judge import JudgeConfig, judge, shown_order
 from mixnu.eval.templates import load_template, render
 from mixnu.io import read_jsonl
-from mixnu.shared import shared_dir
 from tests.eval.conftest import make_run, write_suite
 from tests.eval.fake_openai import FakeOpenAI, expected_scores
 
@@ -35,12 +34,22 @@ def responses_of(run: Path) -> dict[tuple[str, int, str], str]:
 
 # ---- templates ---------------------------------------------------------------------------------------
 
+# sha256 of the card's judge prompt as MISSION.md quotes it verbatim (the fenced block from
+# "system: You are a strict evaluator" to the closing fence), taken 2026-11-30.
+CARD_PROMPT_SHA256 = "190ed3dccb97148472c3699f40c021f0ef34ebb3dbf097593b1bc3e923992302"
+
+
 def test_card_template_is_the_cards_text_verbatim():
-    mission = (shared_dir() / "MISSION.md").read_text(encoding="utf-8")
-    block = re.search(r"```\n(system: You are a strict evaluator.*?)```", mission, re.S).group(1)
+    import hashlib
+
     from mixnu.eval.templates import builtin_template_text
 
-    assert builtin_template_text("card") == block
+    text = builtin_template_text("card")
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == CARD_PROMPT_SHA256
+    mission = Path(os.environ.get("MIXNU_SHARED", "/nonexistent")) / "MISSION.md"
+    if mission.is_file():  # beside the data when it is there: compare with the text itself too
+        block = re.search(r"```\n(system: You are a strict evaluator.*?)```", mission.read_text("utf-8"), re.S)
+        assert block is not None and text == block.group(1)
     t = load_template("card")
     assert t.fixed_letters == ("A", "B", "C", "D", "E")
     msgs = render(t, "불수능 프롬프트", "notes", [f"resp {x}" for x in "abcde"])

@@ -22,11 +22,13 @@ def register(app: typer.Typer) -> None:
     @group.command("extend")
     def extend(
         ctx: typer.Context,
-        base: Annotated[Path, typer.Option(help="Base: SentencePiece BPE folder or tokenizer.model; or a byte-level "
-                                           "BPE folder (tokenizer.json only) or .gguf vocab file.")],
-        corpus: Annotated[list[Path], typer.Option(help="Training text files (.txt/.jsonl[.gz]): several after "
-                                                   "one flag (a shell glob), or repeat it.")],
         out: Annotated[Path, typer.Option(help="Output tokenizer folder.")],
+        base: Annotated[Path | None, typer.Option(help="Base: SentencePiece BPE folder or tokenizer.model; or a "
+                                                  "byte-level BPE folder (tokenizer.json only) or .gguf vocab file. "
+                                                  "Default: Llama-2's (MIXNU_DATA, else built-in).")] = None,
+        corpus: Annotated[list[Path] | None, typer.Option(help="Training text files (.txt/.jsonl[.gz]): several after "
+                                                          "one flag (a shell glob), or repeat it. Default: the four "
+                                                          "corpora (MIXNU_DATA, else built-in).")] = None,
         vocab_size: Annotated[int, typer.Option(help="Total pieces in the result, base included.")] = 46262,
         config: Config = None, sets: Sets = None, force: Force = False, quiet: Quiet = False,
         json_out: JsonOut = None,
@@ -36,9 +38,14 @@ def register(app: typer.Typer) -> None:
         Writes OUT with tokenizer.model, tokenizer.json, configs and mixnu_tokenizer.json (provenance).
         Other settings (sample_lines, syllables, hanja_min_count, cross_words …) via --set or --config.
         """
+        from mixnu import datasets
         from mixnu.tokenizer import ExtendConfig, extend_tokenizer
 
-        res = extend_tokenizer(build_config(ctx, ExtendConfig, config, sets))
+        values = {}
+        if config is None:  # the one data rule: explicit path, else MIXNU_DATA / MIXNU_SHARED, else built-in
+            values = {"base": base or datasets.llama2_tokenizer_model(),
+                      "corpus": corpus or list(datasets.corpus_files().values())}
+        res = extend_tokenizer(build_config(ctx, ExtendConfig, config, sets, values=values))
         emit(res, json_out, quiet, f"wrote {res.out}: {res.vocab_size:,} pieces ({res.added:,} added: "
              f"{res.added_by_kind}) in {res.seconds:.1f} s")
 
