@@ -95,7 +95,8 @@ class DemoConfig(StageConfig):
     out: Path = Path("demo-out")
     data: Path | None = Field(None, description="folder with one corpus file per domain, or with corpus/ and eval/ "
                                                 "(default: $MIXNU_DATA / $MIXNU_SHARED, else the built-in data)")
-    eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: data's, else as data)")
+    eval_data: Path | None = Field(None, description="folder with <domain>_heldout.txt (default: data's own, "
+                                                     "else $MIXNU_DATA / $MIXNU_SHARED, else built-in)")
     max_lines: int | None = Field(None, ge=10, description="lines read per domain corpus (None: all)")
     seed: int = 0
     threads: int | Literal["auto"] | None = Field(
