@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import Field, field_validator
 from mixnu.config import StageConfig
 from mixnu.errors import DataError
 from mixnu.io import atomic_dir, iter_corpus, sha256_file, write_json, write_text
+from mixnu.text import normalize_text
 
 _FILE_SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
 
@@ -80,7 +80,7 @@ def parse_sources(items: list[str]) -> dict[str, list[str]]:
 
 
 def _paragraphs(text: str) -> Iterator[str]:
-    for line in unicodedata.normalize("NFC", text).splitlines():
+    for line in normalize_text(text).splitlines():
         if line.strip():
             yield line
 
