@@ -76,8 +76,8 @@ def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
     from transformers import AutoTokenizer, LlamaConfig
 
     from mixnu.console import progress
+    from mixnu.datasets import llama2_tokenizer_model
     from mixnu.merge_io import ShardWriter, llama_tensor_names
-    from mixnu.shared import llama2_tokenizer_model
 
     shutil.rmtree(work, ignore_errors=True)
     tok_dir = work / "tokenizer"

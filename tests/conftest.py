@@ -130,11 +130,11 @@ def dev_set() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def ood_set(shared_data: Path) -> list[tuple[str, str]]:
+def ood_set(data_root: Path) -> list[tuple[str, str]]:
     """The 911-line `domain<TAB>text` out-of-domain set (sources absent from the corpora)."""
     from mixnu.io import read_domain_tsv
 
-    return read_domain_tsv(shared_data / "eval" / "ood_sentences.tsv")
+    return read_domain_tsv(data_root / "eval" / "ood_sentences.tsv")
 
 
 @pytest.fixture

@@ -100,11 +100,11 @@ def test_cli_prints_table_and_json(tmp_path, data_root, llama2_sp_model, run_cli
     assert data["lines"] == 40 and data["rows"][0]["tokenizer"] == "l2"
 
 
-def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, shared_data, llama2_sp_model, run_cli):
+def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, data_root, llama2_sp_model, run_cli):
     """dev and ood: one row set per file, domains as FILE/DOMAIN, byte-fallback characters by kind."""
     from mixnu.tokenizer_compare import load_tokenizer
 
-    texts = [shared_data / DEV, shared_data / "eval/ood_sentences.tsv"]
+    texts = [data_root / DEV, data_root / "eval/ood_sentences.tsv"]
     res = compare_tokenizers(CompareConfig(tokenizers={"l2": llama2_sp_model}, texts=texts, max_lines=300))
     assert set(res.sets) == {"dev_sentences", "ood_sentences"}
     assert {d.split("/")[0] for d in res.domains} == set(res.sets) and "ood_sentences/tech" in res.domains
