@@ -7,7 +7,7 @@ calls `mixnu.train.train` with it, so checkpointing, Accelerate and resuming are
 stage's.
 
 Routing analysis runs a Mixtral-style MoE over held-out text per domain, reads every router's
-logits through forward hooks on `layers.N.mlp.gate`, and counts, per domain x layer x expert, the
+logits through forward hooks on the router modules `mixnu.arch.router_modules` finds, and counts, per domain x layer x expert, the
 share of tokens whose top-1 choice (and whose top-k set) includes that expert. The same pass gives
 bits/char (see `mixnu.perplexity`).
 """
@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mixnu import arch
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError
 from mixnu.io import atomic_dir, write_json, write_text
@@ -60,11 +61,11 @@ def check_moe(path: str | Path) -> int:
     if not cfg_file.is_file():
         raise CheckpointError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
     config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    n = config.get("num_local_experts") or config.get("num_experts")
+    n = arch.num_experts(config)
     if not n:
         raise CheckpointError(f"{path} is a dense model ({config.get('model_type', '?')}, no experts); "
                               "router training needs a MoE checkpoint such as the output of 'mixnu merge'")
-    return int(n)
+    return n
 
 
 def train_router(cfg: RouteConfig) -> RouteResult:
@@ -92,18 +93,13 @@ def load_markdown(load: list[list[float]]) -> str:
 
 def router_modules(model: Any) -> list[tuple[int, Any]]:
     """(layer index, router module) of a MoE model; `CheckpointError` for a dense model."""
-    n_experts = getattr(model.config, "num_local_experts", None) or getattr(model.config, "num_experts", None)
-    routers = []
-    for name, module in model.named_modules():
-        parts = name.split(".")
-        if len(parts) >= 3 and parts[-2:] == ["mlp", "gate"] and "layers" in parts:
-            routers.append((int(parts[parts.index("layers") + 1]), module))
-    if not n_experts or not routers:
+    routers = arch.router_modules(model)
+    if not arch.is_moe(model.config) or not routers:
         raise CheckpointError(
             f"{getattr(model, 'name_or_path', 'the model') or 'the model'} is a dense model (no experts or "
             "routers); routing needs a MoE checkpoint such as the output of 'mixnu merge'"
         )
-    return sorted(routers, key=lambda x: x[0])
+    return routers
 
 
 @dataclass(frozen=True)
@@ -136,8 +132,9 @@ def analyze_routing(model: Any, tokenizer: Any, texts: dict[str, list[str]], *, 
     import torch
 
     routers = router_modules(model)
-    n_exp = int(getattr(model.config, "num_local_experts", None) or model.config.num_experts)
-    top_k = int(model.config.num_experts_per_tok)
+    n_exp, top_k = arch.num_experts(model.config), arch.top_k(model.config)
+    if not top_k:
+        raise CheckpointError("the MoE's config has no num_experts_per_tok (experts per token); re-save it with one")
     L = len(routers)
     captured: dict[int, Any] = {}
     hooks = []
