@@ -334,7 +334,7 @@ def _run_vllm(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int
     except ImportError:
         raise ConfigError(f"model {spec.name!r}: backend vllm needs vLLM (pip install vllm, on a GPU machine); "
                           "or use backend hf") from None
-    llm = LLM(model=spec.path, seed=cfg.seed, dtype=cfg.dtype if cfg.dtype != "float32" else "float32")
+    llm = LLM(model=spec.path, seed=cfg.seed, dtype=cfg.dtype)
     tok = llm.get_tokenizer()
     for _, batch in _batches(jobs, max(cfg.batch_size, 64)):
         params = [SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,

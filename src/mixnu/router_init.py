@@ -139,7 +139,6 @@ class TextForward:
             block = LlamaDecoderLayer(self.config, layer)
         block.mlp = torch.nn.Identity()
         block.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False, assign=True)
-        self._block = block
         xs_by_group: list[Any] = []
         self._x = []
         with torch.no_grad():

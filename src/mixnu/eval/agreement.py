@@ -319,8 +319,7 @@ def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
                     n_units = int(np.sum(np.sum(~np.isnan(mat), axis=0) >= 2)) if units else 0
                     alphas.append(AlphaStat(tuple(members), group, cat, crit, n_units,
                                             ordinal_alpha(mat) if units else None))
-        summary, md = _markdown(run, list(judges), sorted(humans), pairs, alphas, categories,
-                                [p.name for p in pngs])
+        summary, md = _markdown(run, list(judges), sorted(humans), pairs, alphas, [p.name for p in pngs])
         write_text(tmp / "agreement.md", md)
         write_json(tmp / "agreement.json", {
             "run_dir": str(run), "judges": list(judges), "humans": sorted(humans),
@@ -332,7 +331,7 @@ def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
 
 
 def _markdown(run: Path, judges: list[str], humans: list[str], pairs: list[PairStat], alphas: list[AlphaStat],
-              categories: list[str], pngs: list[str]) -> tuple[str, str]:
+              pngs: list[str]) -> tuple[str, str]:
     """(short summary table, the full agreement.md text)."""
     head = ["pair", "criterion", "n", "κ (quadratic)", "Spearman ρ", "exact", "±1"]
     overall = [[f"{p.a} vs {p.b}", p.criterion, p.n, p.kappa, p.spearman, p.exact, p.within1]
