@@ -43,6 +43,7 @@ browser-deps:
 
 lint: venv
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
 
 pytest: venv browser-deps
 	$(BIN)/pytest -q
