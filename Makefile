@@ -54,4 +54,4 @@ demo: venv
 	$(BIN)/mixnu demo --out $(DEMO_OUT) --force $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .import_linter_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mixnu"
@@ -29,6 +30,11 @@ KNOWN_CYCLES = {
     frozenset({"mixnu.tokenizer", "mixnu.tokenizer_bytelevel"}),
     frozenset({"mixnu.train", "mixnu.train_ckpt"}),
 }
+
+
+@cache
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -57,7 +63,7 @@ def long_functions(root: Path = SRC) -> dict[str, int]:
                 else:
                     visit(ch, prefix, rel)
 
-        visit(ast.parse(p.read_text(encoding="utf-8")), "")
+        visit(_parse(p), "")
     return found
 
 
@@ -73,7 +79,7 @@ def import_graph(root: Path = SRC) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for mod, path in mods.items():
         is_pkg = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(_parse(path)):
             if isinstance(node, ast.Import):
                 targets = [_target(mods, a.name) for a in node.names]
             elif isinstance(node, ast.ImportFrom):
