@@ -21,6 +21,7 @@ MAX_LINES = 80
 KNOWN_LONG = {
     "mixnu/train.py:train",
     "mixnu/cli/eval_judge.py:register",
+    "mixnu/eval/report.py:report",
 }
 
 # Strongly connected components of the import graph (imports inside functions and under
