@@ -134,7 +134,7 @@ def analyze_routing(model: Any, tokenizer: Any, texts: dict[str, list[str]], *, 
     routers = router_modules(model)
     n_exp, top_k = arch.num_experts(model.config), arch.top_k(model.config)
     if not top_k:
-        raise CheckpointError("the MoE's config has no num_experts_per_tok (experts per token); re-save it with one")
+        raise CheckpointError("the MoE's config gives no number of experts per token (top-k); re-save it with one")
     L = len(routers)
     captured: dict[int, Any] = {}
     hooks = []
