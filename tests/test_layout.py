@@ -9,6 +9,8 @@ Pure `ast`, no imports of the package: well under a second.
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -142,6 +144,18 @@ def test_no_new_import_cycles():
     assert not new, f"new import circles: {[sorted(c) for c in new]}"
     gone = KNOWN_CYCLES - found
     assert not gone, f"circles gone: delete from KNOWN_CYCLES: {[sorted(c) for c in gone]}"
+
+
+def test_every_module_has_a_layer():
+    """A new first-level module or package must be placed in pyproject's layers contract, or
+    `lint-imports` would never check it."""
+    pyproject = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    placed = {name for layer in layers for name in re.split(r"[|:]", layer) if name.strip()}
+    placed = {name.strip() for name in placed}
+    top = {p.stem for p in SRC.glob("*.py")} | {p.parent.name for p in SRC.glob("*/__init__.py")}
+    assert top - {"__init__", "__main__"} - placed == set()
 
 
 def test_the_checks_can_fail(tmp_path):
