@@ -108,7 +108,7 @@ def test_merge_takes_several_experts_and_a_config_may_follow(monkeypatch, files,
 
 
 def test_generate_takes_several_models(monkeypatch, files, tmp_path):
-    cfg = config_of(monkeypatch, "mixnu.generate.generate",
+    cfg = config_of(monkeypatch, "mixnu.eval.generate.generate",
                     ["generate", "--model", f"a={files['m1']}", f"b={files['m2']}", "--out", tmp_path / "run"])
     assert [m.name for m in cfg.models] == ["a", "b"]
 
@@ -154,11 +154,11 @@ def _rule_cases(f: dict[str, Path], tmp: Path) -> dict[str, tuple]:
                   "float32", "bfloat16",
                   {"base": str(f["base"]), "out": o, "experts": [{"name": "x", "path": str(f["m1"])},
                                                                   {"name": "y", "path": str(f["m2"])}]}),
-        "generate": ("mixnu.generate.generate", ["generate"], "positional", "samples", 2, ["--samples", "3"], 3, 4,
+        "generate": ("mixnu.eval.generate.generate", ["generate"], "positional", "samples", 2, ["--samples", "3"], 3, 4,
                      {"out": o, "models": [{"name": "a", "path": str(f["m1"])}]}),
         "eval judge": ("mixnu.eval.judge.judge", ["eval", "judge", f["run"]], "--config", "concurrency", 2,
                        ["--concurrency", "3"], 3, 4, {}),
-        "eval run": ("mixnu.eval.report.run_eval", ["eval", "run"], "positional", "out", "from-yaml",
+        "eval run": ("mixnu.eval.run.run_eval", ["eval", "run"], "positional", "out", "from-yaml",
                      ["--out", "from-flag"], "from-flag", "from-set", {"generate": {}}),
         "eval annotate": ("mixnu.eval.annotate.serve_annotation", ["eval", "annotate", f["run"]], "--config", "port",
                           9001, ["--port", "9002"], 9002, 9003, {}),

@@ -12,7 +12,7 @@ import yaml
 
 from mixnu.config import validate_config
 from mixnu.errors import ConfigError
-from mixnu.generate import GenerateConfig, ModelSpec, generate
+from mixnu.eval.generate import GenerateConfig, ModelSpec, generate
 from mixnu.io import read_jsonl
 from tests.conftest import build_tiny_llama
 from tests.eval.conftest import suite_data, write_suite

@@ -116,7 +116,7 @@ def _hf_prompt_ids(tok_dir: Path, prompts: list[str], chat: bool, monkeypatch) -
     """The unpadded ids `generate`'s hf backend hands the model for `prompts`."""
     from transformers import AutoTokenizer
 
-    import mixnu.generate as g
+    import mixnu.eval.generate as g
     from mixnu.eval.suite import Prompt
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -195,7 +195,7 @@ def test_suite_prompts_and_notes_are_nfc(tmp_path):
 
 
 def test_chat_and_completion_requests_carry_nfc(tmp_path):
-    from mixnu.generate import GenerateConfig, ModelSpec, generate
+    from mixnu.eval.generate import GenerateConfig, ModelSpec, generate
     from tests.eval.fake_openai import FakeOpenAI
 
     suite = _nfd_suite(tmp_path / "s.yaml")

@@ -112,9 +112,29 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
     Each JSONL file has one writer; readers skip a torn last line (see `read_jsonl`).
     """
-    line = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+    append_jsonl_many(path, [record])
+
+
+def append_jsonl_many(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Append records as JSONL lines with one write and one fsync (a kill loses at most this batch,
+    leaving at worst a torn last line: `read_jsonl` skips it, `repair_torn_tail` cuts it)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def repair_torn_tail(path: str | Path) -> None:
+    """Cut a torn last line (a kill mid-append) so the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    with open(path, "r+b") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -14,7 +14,7 @@ import pytest
 from mixnu.errors import DataError, OutputExistsError
 from mixnu.eval.agreement import AgreementConfig, compute_agreement, judge_scores, ordinal_alpha, pair_stats
 from mixnu.eval.annotate import AnnotateConfig, open_session
-from mixnu.eval.report import fresh_judgments
+from mixnu.eval.records import fresh_judgments
 from mixnu.eval.suite import load_suite
 from mixnu.io import read_jsonl, write_jsonl
 from tests.eval.annotate_helpers import write_run

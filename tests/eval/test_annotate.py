@@ -19,7 +19,7 @@ import pytest
 from mixnu.errors import ConfigError, DataError
 from mixnu.eval.annotate import (
     AnnotateConfig,
-    Item,
+    AnnotationItem,
     ShownResponse,
     create_app,
     draw_sample,
@@ -27,8 +27,8 @@ from mixnu.eval.annotate import (
     load_items,
     open_session,
 )
-from mixnu.eval.annotate_app import make_server
-from mixnu.eval.annotation_store import AnnotationStore
+from mixnu.eval.annotate.app import make_server
+from mixnu.eval.annotate.store import AnnotationStore
 from tests.eval.annotate_helpers import MODELS, judgment_orders, write_run
 
 
@@ -87,12 +87,12 @@ def test_items_follow_the_judgment_letter_order(run: Path):
     assert dict(hallu.notes)["confusable"].startswith("불수능")
 
 
-def _fake_items(sizes: dict[str, int]) -> dict[str, Item]:
+def _fake_items(sizes: dict[str, int]) -> dict[str, AnnotationItem]:
     out = {}
     for cat, n in sizes.items():
         for i in range(n):
             iid = f"{cat}-{i:03d}/0"
-            out[iid] = Item(iid, iid[:-2], 0, cat, cat, "p", (), (ShownResponse("A", "m", "t"),))
+            out[iid] = AnnotationItem(iid, iid[:-2], 0, cat, cat, "p", (), (ShownResponse("A", "m", "t"),))
     return out
 
 

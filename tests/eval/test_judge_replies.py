@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mixnu.eval.criteria import CRITERIA
 from mixnu.eval.judge import JudgeConfig, judge
-from mixnu.eval.templates import CRITERIA
 from mixnu.io import read_jsonl
 from tests.eval.conftest import make_run
 from tests.eval.fake_openai import CONTENT_FAULTS, FakeOpenAI, expected_scores

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from mixnu.eval.criteria import CRITERIA
 from mixnu.eval.parse import parse_reply
-from mixnu.eval.templates import CRITERIA
 
 L2 = ["A", "B"]
 L3 = ["A", "B", "C"]

@@ -81,7 +81,7 @@ def register(group: typer.Typer) -> None:
         json_out: JsonOut = None,
     ) -> None:
         """The whole evaluation: generate, judge, report (each step resumes what a previous run left)."""
-        from mixnu.eval.report import EvalRunConfig, run_eval
+        from mixnu.eval.run import EvalRunConfig, run_eval
 
         res = run_eval(build_config(ctx, EvalRunConfig, config, sets), quiet=quiet)
         emit(res, json_out, quiet, f"evaluation done: {res.report.report_md}")
@@ -94,7 +94,7 @@ def register(group: typer.Typer) -> None:
         json_out: JsonOut = None,
     ) -> None:
         """Validate a prompt suite and show its prompts per category and attribute."""
-        from mixnu.eval.report import describe_suite
+        from mixnu.eval.suite import describe_suite
 
         info = describe_suite(path, show)
         emit(info, json_out, quiet, info["text"])

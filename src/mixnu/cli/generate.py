@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = None,
     ) -> None:
         """Generate responses to every suite prompt from each model into RUN/responses.jsonl (a rerun reuses them)."""
-        from mixnu.generate import GenerateConfig, ModelSpec, generate
+        from mixnu.eval.generate import GenerateConfig, ModelSpec, generate
 
         models = [ModelSpec.parse(m).model_dump(exclude_none=True) for m in model or []]
         cfg = build_config(ctx, GenerateConfig, config, sets, keys={"model": "models"}, values={"model": models},

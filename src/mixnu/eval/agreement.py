@@ -34,8 +34,9 @@ import numpy as np
 
 from mixnu.config import StageConfig
 from mixnu.errors import DataError
-from mixnu.eval.annotation_store import CRITERIA, AnnotationStore
-from mixnu.eval.report import fresh_judgments
+from mixnu.eval.annotate.store import AnnotationStore
+from mixnu.eval.criteria import CRITERIA
+from mixnu.eval.records import fresh_judgments
 from mixnu.eval.suite import ATTRIBUTES, load_suite
 from mixnu.io import atomic_dir, read_jsonl, write_json, write_text
 
@@ -144,7 +145,7 @@ def ordinal_alpha(matrix: np.ndarray) -> float | None:
 def judge_scores(records: list[dict]) -> dict[str, dict[Unit, float]]:
     """Rater name -> unit -> median over rotations of the judge's non-null 1-5 scores.
 
-    `records` are judgment records; pass `report.fresh_judgments(...)` so that judgments of
+    `records` are judgment records; pass `records.fresh_judgments(...)` so that judgments of
     responses that changed since are not counted.
     """
     raw: dict[tuple[str, str], dict[Unit, list[int]]] = defaultdict(lambda: defaultdict(list))

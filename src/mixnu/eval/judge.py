@@ -24,9 +24,6 @@ never 0, and is never moved to another model.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import os
 import random
 import re
 import time
@@ -39,7 +36,7 @@ from pydantic import Field
 
 from mixnu.config import StageConfig
 from mixnu.console import progress
-from mixnu.errors import ConfigError, DataError, JudgeError
+from mixnu.errors import ConfigError, JudgeError
 from mixnu.eval.client import (
     CallFailure,
     CallStats,
@@ -50,10 +47,11 @@ from mixnu.eval.client import (
     gather_or_cancel,
     make_client,
 )
+from mixnu.eval.criteria import CRITERIA
 from mixnu.eval.parse import ParsedReply, parse_reply
-from mixnu.eval.suite import Suite, load_suite
+from mixnu.eval.records import judgment_key, latest_by_key, load_run
+from mixnu.eval.suite import Suite
 from mixnu.eval.templates import (
-    CRITERIA,
     Template,
     join_letters,
     json_example,
@@ -62,7 +60,7 @@ from mixnu.eval.templates import (
     render,
     score_schema,
 )
-from mixnu.io import read_jsonl, write_json
+from mixnu.io import append_jsonl_many, write_json
 
 RF_MODES = ("json_schema", "json_object_schema", "json_object", "none")
 
@@ -120,7 +118,7 @@ class JudgeResult:
 
 
 @dataclass(frozen=True)
-class Item:
+class JudgeRequest:
     """One judgment to make: a (prompt, sample, rotation) with the models in shown order."""
 
     key: str
@@ -131,14 +129,6 @@ class Item:
     messages: list[dict[str, str]] = field(compare=False)
 
 
-def judgment_key(judge_model: str, template_sha: str, prompt: str, notes: str,
-                 responses: list[str], order: list[str], sample: int, rotation: int) -> str:
-    """sha256 over everything that changes what the judge sees (and which rotation/sample it is)."""
-    blob = json.dumps([judge_model, template_sha, prompt, notes, responses, order, sample, rotation],
-                      ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def shown_order(models: list[str], seed: int, prompt_id: str, sample: int, rotation: int) -> list[str]:
     """The models in the order shown to the judge: a seeded shuffle per (prompt, sample), then rotated."""
     base = sorted(models)
@@ -147,33 +137,12 @@ def shown_order(models: list[str], seed: int, prompt_id: str, sample: int, rotat
     return base[r:] + base[:r]
 
 
-def load_run(run_dir: Path, suite_path: Path | None) -> tuple[Suite, list[dict[str, Any]]]:
-    """The suite and response records of a run folder; `DataError` if they do not belong together."""
-    run_dir = Path(run_dir)
-    responses_path = run_dir / "responses.jsonl"
-    if not responses_path.is_file():
-        raise DataError(f"{responses_path}: not found; run 'mixnu generate --out {run_dir}' first")
-    suite_file = Path(suite_path) if suite_path is not None else run_dir / "suite.yaml"
-    suite = load_suite(suite_file)
-    records = read_jsonl(responses_path)
-    if not records:
-        raise DataError(f"{responses_path}: no responses in it; run 'mixnu generate' first")
-    fp, ids = suite.fingerprint(), suite.by_id()
-    for r in records:
-        if r.get("suite") != fp or r.get("prompt_id") not in ids:
-            raise DataError(
-                f"{responses_path} was generated from a different suite than {suite_file} "
-                f"(record {r.get('id')!r}); judge it with the suite it came from or regenerate the responses"
-            )
-    return suite, records
-
-
-def build_items(suite: Suite, records: list[dict[str, Any]], template: Template, cfg: JudgeConfig) -> list[Item]:
+def build_requests(suite: Suite, records: list[dict[str, Any]], template: Template, cfg: JudgeConfig) -> list[JudgeRequest]:
     """Every judgment the run needs, in suite order."""
     groups: dict[str, dict[int, dict[str, str]]] = {}
     for r in records:
         groups.setdefault(r["prompt_id"], {}).setdefault(int(r["sample"]), {})[r["model"]] = r["response"]
-    items: list[Item] = []
+    requests: list[JudgeRequest] = []
     for p in suite.prompts:
         pid = p.id
         for sample, by_model in sorted(groups.get(pid, {}).items()):
@@ -182,18 +151,8 @@ def build_items(suite: Suite, records: list[dict[str, Any]], template: Template,
                 order = shown_order(list(by_model), cfg.seed, pid, sample, rot)
                 shown = [by_model[m] for m in order]
                 key = judgment_key(cfg.judge_model, template.sha, p.prompt, p.notes.judge, shown, order, sample, rot)
-                items.append(Item(key, pid, sample, rot, tuple(order), render(template, p.prompt, p.notes.judge, shown)))
-    return items
-
-
-def latest_by_key(path: Path) -> dict[str, dict[str, Any]]:
-    """The last record stored for each key (repairing a torn last line first)."""
-    from mixnu.generate import repair_torn_tail
-
-    if not path.exists():
-        return {}
-    repair_torn_tail(path)
-    return {r["key"]: r for r in read_jsonl(path) if "key" in r}
+                requests.append(JudgeRequest(key, pid, sample, rot, tuple(order), render(template, p.prompt, p.notes.judge, shown)))
+    return requests
 
 
 class _Rejected(Exception):
@@ -290,7 +249,7 @@ class _Judge:
                                 f"HTTP {res.status}: {res.message[:200]}")
             index = max(index + 1, self.rf_index)  # another request may have found a working mode meanwhile
 
-    async def judge_one(self, item: Item, client: Any) -> dict[str, Any]:
+    async def judge_one(self, item: JudgeRequest, client: Any) -> dict[str, Any]:
         """Ask (and re-ask, up to `parse_retries` times, while any score is missing, invalid or
         ambiguous); the record keeps the attempt with the most valid scores."""
         letters = letters_for(len(item.order))
@@ -328,7 +287,7 @@ class _Judge:
         return self._record(item, letters, best, best_raw if best_raw is not None else raw, error, usage, calls,
                             problems, mode, t0)
 
-    def _record(self, item: Item, letters: list[str], best: ParsedReply, raw: str | None, error: str | None,
+    def _record(self, item: JudgeRequest, letters: list[str], best: ParsedReply, raw: str | None, error: str | None,
                 usage: dict[str, int], calls: int, problems: list[str], mode: str | None, t0: float) -> dict[str, Any]:
         scores = {m: best.scores[x] for x, m in zip(letters, item.order, strict=True)}
         status = "ok" if best.read else "error"  # error: no reply, nothing readable, or ambiguous
@@ -354,14 +313,14 @@ class _Judge:
             "latency_s": round(time.perf_counter() - t0, 4), "created": time.time(),
         }
 
-    async def run(self, items: list[Item], quiet: bool) -> None:
+    async def run(self, items: list[JudgeRequest], quiet: bool) -> None:
         # `concurrency` workers share clients of <= 8 connections each: httpx's pool bookkeeping costs
         # O(connections^2) per request, which would cap throughput far below the server's at 32+.
         n_workers = min(self.cfg.concurrency, len(items))
         per_client = 8
         self.clients = [make_client(self.cfg.judge_url, self.cfg.api_key_env, self.cfg.timeout_s,
                                     min(per_client, n_workers - i)) for i in range(0, n_workers, per_client)]
-        queue: asyncio.Queue[Item] = asyncio.Queue()
+        queue: asyncio.Queue[JudgeRequest] = asyncio.Queue()
         for it in items:
             queue.put_nowait(it)
         writer = _Writer(self.out)
@@ -408,24 +367,15 @@ class _Writer:
     async def _flush(self) -> None:
         while self.pending:
             batch, self.pending = self.pending, []
-            await asyncio.to_thread(append_many, self.path, batch)
+            await asyncio.to_thread(append_jsonl_many, self.path, batch)
 
     async def close(self) -> None:
         """Wait until every record handed over is on disk (also when the run was cancelled)."""
         if self.flusher is not None:
             await asyncio.shield(self.flusher)
         if self.pending:
-            append_many(self.path, self.pending)
+            append_jsonl_many(self.path, self.pending)
             self.pending = []
-
-
-def append_many(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records as JSONL lines with one write and one fsync (a torn tail is repaired on the next run)."""
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
@@ -434,7 +384,7 @@ def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
     run_dir = Path(cfg.run_dir)
     template = load_template(cfg.template)
     suite, records = load_run(run_dir, cfg.suite)
-    items = build_items(suite, records, template, cfg)
+    items = build_requests(suite, records, template, cfg)
     out = run_dir / "judgments.jsonl"
     stored = latest_by_key(out)
     todo = [it for it in items if it.key not in stored

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mixnu.eval.templates import CRITERIA
+from mixnu.eval.criteria import CRITERIA
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ _HEADER_BARE = re.compile(r"^[ \t]*(?:[-*>#]+[ \t]*)*\**[ \t]*[\"'(\[<]?([A-Z])[
                           re.M)
 _HEADER_KEY = re.compile(r"[\"']([A-Z])[\"']\s*:")  # a JSON key, also in cut-off JSON
 _VALUE = re.compile(
-    r"\b(fluency|relevance|accuracy)\b[\"'*_]*(?:\s*score)?\s*(?:\((?:[^()\n]{0,12})\))?\s*[*_]*\s*"
+    r"\b(" + "|".join(CRITERIA) + r")\b[\"'*_]*(?:\s*score)?\s*(?:\((?:[^()\n]{0,12})\))?\s*[*_]*\s*"
     r"(?:[:=\-—–]|\bis\b)?\s*[*_\"']*\s*(-?\d+(?:\.\d+)?)(?!\s*(?:[-–~]|to)\s*\d)", re.I)
 
 

@@ -32,9 +32,9 @@ from pydantic import Field
 from mixnu.config import StageConfig
 from mixnu.errors import DataError
 from mixnu.eval.checks import FLAGS, check_response
-from mixnu.eval.judge import judgment_key, latest_by_key, load_run
+from mixnu.eval.criteria import CRITERIA
+from mixnu.eval.records import fresh_judgments, load_run
 from mixnu.eval.suite import ATTRIBUTES
-from mixnu.eval.templates import CRITERIA
 from mixnu.io import atomic_dir
 
 
@@ -81,29 +81,6 @@ def bootstrap_ci(values: list[float], n_boot: int, confidence: float, seed: int)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)  # (n_boot,)
     alpha = (1 - confidence) / 2
     return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def fresh_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """The latest judgment per key that still matches the suite and responses (any judge), and how
-    many records are stale (their prompt or a response they judged has changed since)."""
-    path = run_dir / "judgments.jsonl"
-    if not path.exists():
-        raise DataError(f"{path}: not found; run 'mixnu eval judge {run_dir} …' first")
-    by_id = suite.by_id()
-    resp = {(r["prompt_id"], int(r["sample"]), r["model"]): r["response"] for r in responses}
-    current, stale = [], 0
-    for rec in latest_by_key(path).values():
-        p = by_id.get(rec.get("prompt_id"))
-        shown = [resp.get((rec.get("prompt_id"), int(rec.get("sample", 0)), m)) for m in rec.get("order", [])]
-        ok = p is not None and None not in shown
-        if ok and "template_sha" in rec:
-            ok = rec["key"] == judgment_key(rec["judge_model"], rec["template_sha"], p.prompt, p.notes.judge,
-                                            shown, rec["order"], int(rec["sample"]), int(rec["rotation"]))
-        if ok:
-            current.append(rec)
-        else:
-            stale += 1
-    return current, stale
 
 
 def _current_judgments(run_dir: Path, suite: Any, responses: list[dict[str, Any]],
@@ -175,7 +152,7 @@ def _md_scores(rows: list[dict[str, Any]], key: str) -> str:
     for r in rows:
         cells = [f"{r[f'{c}_mean']:.2f} [{r[f'{c}_ci_low']:.2f}, {r[f'{c}_ci_high']:.2f}]"
                  if r[f"{c}_n"] else "–" for c in CRITERIA]
-        lines.append(f"| {r['model']} | {r[key]} | " + " | ".join(cells) + f" | {r['fluency_n']} |")
+        lines.append(f"| {r['model']} | {r[key]} | " + " | ".join(cells) + f" | {r[f'{CRITERIA[0]}_n']} |")
     return "\n".join(lines)
 
 
@@ -251,7 +228,7 @@ def report(cfg: ReportConfig) -> ReportResult:
                 if v is not None:
                     pos[chr(ord("A") + i)][c].append(v)
     pos_rows = [{"position": x, **{f"{c}_mean": round(float(np.mean(v[c])), 4) if v[c] else None for c in CRITERIA},
-                 "n": len(v["fluency"])} for x, v in sorted(pos.items())]
+                 "n": len(v[CRITERIA[0]])} for x, v in sorted(pos.items())]
     flag_rows = []
     for m in models:
         mine = [r for r in check_rows if r["model"] == m]
@@ -301,59 +278,3 @@ def report(cfg: ReportConfig) -> ReportResult:
                         template=tpl, judgments=len(judgments), stale_judgments=stale, error_judgments=errors,
                         null_final_scores=sum(sum(v for k, v in r.items() if k != "model") for r in null_rows),
                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"], cost_usd=cost)
-
-
-# ---- `mixnu eval run` and `mixnu eval suite` ---------------------------------------------------------
-
-class EvalRunConfig(StageConfig):
-    """`mixnu eval run`: one YAML with `generate:` and `judge:` sections (and an optional `report:`)."""
-
-    out: Path
-    generate: dict[str, Any]
-    judge: dict[str, Any] = Field(default_factory=dict)
-    report: dict[str, Any] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EvalRunResult:
-    generate: Any
-    judge: Any
-    report: ReportResult
-
-
-def run_eval(cfg: EvalRunConfig, quiet: bool = True) -> EvalRunResult:
-    """Generate, judge and report into `cfg.out`; every step resumes what an earlier run left there."""
-    from mixnu.config import validate_config
-    from mixnu.eval.judge import JudgeConfig, check_template_for_run, judge
-    from mixnu.generate import GenerateConfig, generate
-
-    gcfg = validate_config(GenerateConfig, {**cfg.generate, "out": str(cfg.out)}, "eval run config: generate")
-    jcfg = validate_config(JudgeConfig, {**cfg.judge, "run_dir": str(cfg.out)}, "eval run config: judge")
-    rcfg = validate_config(ReportConfig, {**cfg.report, "run_dir": str(cfg.out)}, "eval run config: report")
-    check_template_for_run(jcfg.template, len(gcfg.models))  # fail before hours of generation, not after
-    g = generate(gcfg, quiet=quiet)
-    j = judge(jcfg, quiet=quiet)
-    return EvalRunResult(generate=g, judge=j, report=report(rcfg))
-
-
-def describe_suite(path: str | Path | None, show: str | None = None) -> dict[str, Any]:
-    """Validate a suite; its counts per category and attribute (and one prompt if `show`), with a text summary."""
-    from mixnu.errors import ConfigError
-    from mixnu.eval.suite import default_suite_path, load_suite
-
-    suite = load_suite(path)
-    counts = {cat: {a: sum(p.attribute == a for p in suite.prompts) for a in attrs} for cat, attrs in ATTRIBUTES.items()}
-    lines = [f"{path or default_suite_path()}: valid. Suite {suite.name!r} v{suite.version}: {len(suite.prompts)} prompts, "
-             f"fingerprint {suite.fingerprint()[:12]}", "", "| category | attribute | prompts |", "|---|---|---|"]
-    lines += [f"| {cat} | {a} | {n} |" for cat, attrs in counts.items() for a, n in attrs.items()]
-    info: dict[str, Any] = {"name": suite.name, "version": suite.version, "prompts": len(suite.prompts),
-                            "fingerprint": suite.fingerprint(), "counts": counts}
-    if show is not None:
-        p = suite.by_id().get(show)
-        if p is None:
-            raise ConfigError(f"no prompt {show!r} in suite {suite.name!r}; 'mixnu eval suite' lists the attributes")
-        info["prompt"] = p.model_dump(exclude_none=True)
-        lines += ["", f"{p.id} [{p.category}/{p.attribute}]", p.prompt,
-                  *[f"  {k}: {v}" for k, v in p.notes.model_dump(exclude_none=True).items()]]
-    info["text"] = "\n".join(lines)
-    return info

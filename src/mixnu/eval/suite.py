@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -156,3 +156,23 @@ def _describe(exc: ValidationError, data: dict) -> str:
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     text = f"{where}: {msg}" if where else msg
     return " ".join(f"{text}{more}; fix the suite file (format: docs/prompt-suite.md)".split())
+
+
+def describe_suite(path: str | Path | None, show: str | None = None) -> dict[str, Any]:
+    """Validate a suite; its counts per category and attribute (and one prompt if `show`), with a text summary."""
+    suite = load_suite(path)
+    counts = {cat: {a: sum(p.attribute == a for p in suite.prompts) for a in attrs} for cat, attrs in ATTRIBUTES.items()}
+    lines = [f"{path or default_suite_path()}: valid. Suite {suite.name!r} v{suite.version}: {len(suite.prompts)} prompts, "
+             f"fingerprint {suite.fingerprint()[:12]}", "", "| category | attribute | prompts |", "|---|---|---|"]
+    lines += [f"| {cat} | {a} | {n} |" for cat, attrs in counts.items() for a, n in attrs.items()]
+    info: dict[str, Any] = {"name": suite.name, "version": suite.version, "prompts": len(suite.prompts),
+                            "fingerprint": suite.fingerprint(), "counts": counts}
+    if show is not None:
+        p = suite.by_id().get(show)
+        if p is None:
+            raise ConfigError(f"no prompt {show!r} in suite {suite.name!r}; 'mixnu eval suite' lists the attributes")
+        info["prompt"] = p.model_dump(exclude_none=True)
+        lines += ["", f"{p.id} [{p.category}/{p.attribute}]", p.prompt,
+                  *[f"  {k}: {v}" for k, v in p.notes.model_dump(exclude_none=True).items()]]
+    info["text"] = "\n".join(lines)
+    return info

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from mixnu.errors import ConfigError
+from mixnu.eval.criteria import CRITERIA
 from mixnu.text import normalize_text
 
-CRITERIA = ("fluency", "relevance", "accuracy")
 BUILTIN = ("default", "card")
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _PLACEHOLDER = re.compile(r"\{(Prompt|Responses|N|Letters|Notes|JsonExample|Response from Model ([A-Z]))\}")

@@ -30,18 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from mixnu.errors import DataError
+from mixnu.eval.criteria import CRITERIA, sql_in_list
 
-CRITERIA = ("fluency", "relevance", "accuracy")
 ANNOTATOR_RE = re.compile(r"^\w[\w .-]{0,39}$")
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sample_items (
   position INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, prompt_id TEXT NOT NULL,
   sample INTEGER NOT NULL, category TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS scores (
   annotator TEXT NOT NULL, item_id TEXT NOT NULL, letter TEXT NOT NULL, model TEXT NOT NULL,
-  criterion TEXT NOT NULL CHECK (criterion IN ('fluency', 'relevance', 'accuracy')),
+  criterion TEXT NOT NULL CHECK (criterion IN {sql_in_list()}),
   score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5), updated_at REAL NOT NULL,
   PRIMARY KEY (annotator, item_id, letter, criterion));
 CREATE TABLE IF NOT EXISTS annotators (

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.eval.suite import Prompt, Suite, load_suite
-from mixnu.io import append_jsonl, read_jsonl, write_jsonl, write_text
+from mixnu.io import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl, write_text
 from mixnu.text import chat_prompt_ids, document_ids, normalize_text
 
 
@@ -138,19 +137,6 @@ def settings_for(spec: ModelSpec, cfg: GenerateConfig) -> dict[str, Any]:
 
 def record_id(prompt_id: str, model: str, sample: int) -> str:
     return f"{prompt_id}/{model}/{sample}"
-
-
-def repair_torn_tail(path: Path) -> None:
-    """Cut a torn last line (a kill mid-append) so the next append starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    with open(path, "r+b") as fh:
-        fh.truncate(data.rfind(b"\n") + 1)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _check_paths(cfg: GenerateConfig) -> None:

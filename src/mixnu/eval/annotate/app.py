@@ -20,44 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from mixnu.errors import DataError
-from mixnu.eval.annotation_store import CRITERIA, AnnotationStore, check_annotator
-
-if TYPE_CHECKING:
-    from mixnu.eval.annotate import Item
-
-# The card's rubric (docs/eval: MISSION step 5), shown beside the focused criterion.
-RUBRIC: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("fluency", (
-        "The output makes no sense at all.",
-        "Severe noise is present (e.g., word repetition, symbols). The output makes sense at the phrase "
-        "level but not at the sentence level.",
-        "Sentences are generally coherent but contain unnecessary and irrelevant noise.",
-        "Sentences contain some noise that does not significantly degrade overall fluency, or relevant "
-        "noise such as PII (e.g., phone numbers, addresses).",
-        "Sentences are fluent without noise.",
-    )),
-    ("relevance", (
-        "Sentences are not relevant to the prompt.",
-        "Sentences do not answer the prompt's question but are relevant to the topic.",
-        "Sentences provide an indirect and low-quality answer to the prompt's question.",
-        "Sentences include a direct answer to the prompt's question, though not entirely consistent or coherent.",
-        "Sentences fully answer the prompt's question.",
-    )),
-    ("accuracy", (
-        "The information is mostly incorrect or misleading, with very few accurate details.",
-        "There are numerous errors, and only some of the information is accurate.",
-        "The main information is accurate, but there are some significant errors.",
-        "Most information is accurate with only minor errors that do not significantly affect understanding.",
-        "All information and details are completely accurate with no errors or distortions.",
-    )),
-)
-LANGUAGE_NOTE = "Deduct fluency points if the model answers in a different language from the prompt."
+from mixnu.eval.annotate.items import AnnotationItem
+from mixnu.eval.annotate.store import AnnotationStore, check_annotator
+from mixnu.eval.criteria import CRITERIA, LANGUAGE_NOTE, RUBRIC, Criterion
 
 STATIC = (("/", "index.html", "text/html; charset=utf-8"),
           ("/index.html", "index.html", "text/html; charset=utf-8"),
@@ -81,7 +52,7 @@ class ScoreIn(BaseModel):
     annotator: StrictStr = Field(max_length=40)
     item: StrictStr = Field(max_length=200)
     letter: StrictStr = Field(pattern=r"^[A-Z]$")
-    criterion: Literal["fluency", "relevance", "accuracy"]
+    criterion: Criterion
     score: StrictInt
 
 
@@ -127,11 +98,11 @@ class AnnotationApp:
     """The annotation web app over one store and its sampled items (see module docstring)."""
 
     store: AnnotationStore
-    items: tuple[Item, ...]
+    items: tuple[AnnotationItem, ...]
     max_body: int = 16384
     default_annotator: str | None = None
     allowed_hosts: frozenset[str] | None = None  # set by make_server for loopback binds
-    _by_id: dict[str, Item] = field(init=False, repr=False)
+    _by_id: dict[str, AnnotationItem] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_id = {it.item_id: it for it in self.items}
