@@ -22,8 +22,6 @@ MAX_LINES = 80
 # decorators excluded, docstring included).
 KNOWN_LONG = {
     "mixnu/train.py:train",
-    "mixnu/cli/eval_judge.py:register",
-    "mixnu/eval/report.py:report",
 }
 
 # Strongly connected components of the import graph (imports inside functions and under

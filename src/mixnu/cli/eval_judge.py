@@ -14,6 +14,12 @@ RunDir = Annotated[Path, typer.Argument(help="Run folder (suite.yaml, responses.
 
 def register(group: typer.Typer) -> None:
     """Add the judging commands to the `mixnu eval` group."""
+    for add in (_add_judge, _add_report, _add_run, _add_suite):
+        add(group)
+
+
+def _add_judge(group: typer.Typer) -> None:
+    """`mixnu eval judge`."""
 
     @group.command("judge")
     def judge_cmd(
@@ -52,6 +58,10 @@ def register(group: typer.Typer) -> None:
              f"({res.reasked_items} judgments), response_format {res.response_format}; "
              f"{res.prompt_tokens + res.completion_tokens:,} tokens, ${res.cost_usd:.4f}; {res.judgments_per_s} judgments/s")
 
+
+def _add_report(group: typer.Typer) -> None:
+    """`mixnu eval report`."""
+
     @group.command("report")
     def report_cmd(
         ctx: typer.Context,
@@ -71,6 +81,10 @@ def register(group: typer.Typer) -> None:
         res = report(build_config(ctx, ReportConfig, None, sets))
         emit(res, json_out, quiet, f"report of {res.judgments} judgments ({len(res.models)} models) in {res.report_md}")
 
+
+def _add_run(group: typer.Typer) -> None:
+    """`mixnu eval run`."""
+
     @group.command("run")
     def run_cmd(
         ctx: typer.Context,
@@ -85,6 +99,10 @@ def register(group: typer.Typer) -> None:
 
         res = run_eval(build_config(ctx, EvalRunConfig, config, sets), quiet=quiet)
         emit(res, json_out, quiet, f"evaluation done: {res.report.report_md}")
+
+
+def _add_suite(group: typer.Typer) -> None:
+    """`mixnu eval suite`."""
 
     @group.command("suite")
     def suite_cmd(

@@ -41,6 +41,7 @@ from mixnu.eval.suite import ATTRIBUTES, load_suite
 from mixnu.io import atomic_dir, read_jsonl, write_json, write_text
 
 Unit = tuple[str, str, str]  # (item_id, model, criterion)
+Raters = dict[str, dict[Unit, float]]  # rater name -> unit -> score
 ALL = "all"
 MT_BENCH_NOTE = (
     "For context: MT-Bench (Zheng et al., 2023) reports GPT-4 agreeing with human experts on about 66% of "
@@ -254,20 +255,16 @@ def _mean(vals: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
-    """Compare the judge with each human and the humans with each other; write the report folder.
-
-    Raises `DataError` when there are no annotations or fewer than two raters.
-    """
-    run = Path(cfg.run_dir)
+def _load_raters(run: Path) -> tuple[Raters, Raters, dict[str, str]]:
+    """(judges, humans, category of each prompt id) of a run folder; `DataError` if fewer than two raters."""
     db = run / "annotations.sqlite"
     if not db.is_file():
         raise DataError(f"{db}: no annotations; run `mixnu eval annotate {run} --sample N` first")
     category_of = {p.id: p.category for p in load_suite(run / "suite.yaml").prompts}
-    judges: dict[str, dict[Unit, float]] = {}
+    judges: Raters = {}
     if (run / "judgments.jsonl").is_file():
         judges = judge_scores(fresh_judgments(run, load_suite(run / "suite.yaml"), read_jsonl(run / "responses.jsonl"))[0])
-    humans: dict[str, dict[Unit, float]] = defaultdict(dict)
+    humans: Raters = defaultdict(dict)
     for row in AnnotationStore(db).all_scores():
         humans[row["annotator"]][(row["item_id"], row["model"], row["criterion"])] = float(row["score"])
     if not humans:
@@ -276,50 +273,84 @@ def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
     if len(raters) < 2:
         raise DataError(f"{run}: only one rater ({next(iter(raters))}); agreement needs judgments.jsonl "
                         "or a second annotator")
+    return judges, humans, category_of
+
+
+def _categories(humans: Raters, category_of: dict[str, str]) -> list[str]:
+    """`all`, then the categories of the annotated items in the suite's order."""
     order = list(ATTRIBUTES)
     present = {category_of.get(u[0].rsplit("/", 1)[0], "?") for h in humans.values() for u in h}
-    categories = [ALL] + sorted(present, key=lambda c: (order.index(c) if c in order else 99, c))
+    return [ALL] + sorted(present, key=lambda c: (order.index(c) if c in order else 99, c))
 
-    def units_in(scores: dict[Unit, float], cat: str, crit: str) -> dict[Unit, float]:
-        return {u: v for u, v in scores.items() if (crit == ALL or u[2] == crit)
-                and (cat == ALL or category_of.get(u[0].rsplit("/", 1)[0]) == cat)}
 
+def _units_in(scores: dict[Unit, float], cat: str, crit: str, category_of: dict[str, str]) -> dict[Unit, float]:
+    """The units of `scores` in category `cat` and criterion `crit` (`all` = every one)."""
+    return {u: v for u, v in scores.items() if (crit == ALL or u[2] == crit)
+            and (cat == ALL or category_of.get(u[0].rsplit("/", 1)[0]) == cat)}
+
+
+def _pair_stats(names: list[str], raters: Raters, judges: Raters, categories: list[str],
+                category_of: dict[str, str], tmp: Path, target: Path
+                ) -> tuple[list[PairStat], dict[str, dict[str, dict[str, Any]]], list[Path]]:
+    """Every pair of raters, by category and criterion: statistics, confusion matrices, and one PNG
+    per pair drawn into `tmp` (the paths returned are where they land, under `target`)."""
     pairs: list[PairStat] = []
     confusions: dict[str, dict[str, dict[str, Any]]] = {}
     pngs: list[Path] = []
+    for a, b in itertools.combinations(names, 2):
+        if a in judges and b in judges:
+            kind = "judge-judge"
+        else:
+            kind = "judge-human" if a in judges else "human-human"
+        grids = {}
+        for cat in categories:
+            for crit in (*CRITERIA, ALL):
+                ua, ub = _units_in(raters[a], cat, crit, category_of), raters[b]
+                common = sorted(u for u in ua if u in ub)
+                x, y = [ua[u] for u in common], [ub[u] for u in common]
+                pairs.append(PairStat(a, b, kind, cat, crit, **pair_stats(x, y)))
+                grids[(cat, crit)] = _confusion(x, y)
+        confusions[f"{a} vs {b}"] = {f"{cat}/{crit}": {"labels": g[0], "matrix": g[1]}
+                                     for (cat, crit), g in grids.items()}
+        png = tmp / f"confusion-{_slug(a)}-vs-{_slug(b)}.png"
+        _plot(png, a, b, grids, categories)
+        pngs.append(target / png.name)
+    return pairs, confusions, pngs
+
+
+def _alpha_stats(names: list[str], humans: Raters, raters: Raters, categories: list[str],
+                 category_of: dict[str, str]) -> list[AlphaStat]:
+    """Krippendorff's alpha of all raters and of the humans alone (each only when 3 or more, and
+    the humans only when they are not already all the raters), by category and criterion."""
+    alphas: list[AlphaStat] = []
+    for group, members in (("all raters", names), ("humans", sorted(humans))):
+        if len(members) < 3 or (group == "humans" and len(members) == len(names)):
+            continue
+        for cat in categories:
+            for crit in (*CRITERIA, ALL):
+                per = [_units_in(raters[r], cat, crit, category_of) for r in members]
+                units = sorted(set().union(*per))
+                mat = np.array([[p.get(u, np.nan) for u in units] for p in per], dtype=float)
+                n_units = int(np.sum(np.sum(~np.isnan(mat), axis=0) >= 2)) if units else 0
+                alphas.append(AlphaStat(tuple(members), group, cat, crit, n_units,
+                                        ordinal_alpha(mat) if units else None))
+    return alphas
+
+
+def compute_agreement(cfg: AgreementConfig) -> AgreementResult:
+    """Compare the judge with each human and the humans with each other; write the report folder.
+
+    Raises `DataError` when there are no annotations or fewer than two raters.
+    """
+    run = Path(cfg.run_dir)
+    judges, humans, category_of = _load_raters(run)
+    raters = {**judges, **humans}
+    categories = _categories(humans, category_of)
     names = list(judges) + sorted(humans)
     target = Path(cfg.out) if cfg.out is not None else run / "agreement"
     with atomic_dir(target, force=cfg.force) as tmp:
-        for a, b in itertools.combinations(names, 2):
-            if a in judges and b in judges:
-                kind = "judge-judge"
-            else:
-                kind = "judge-human" if a in judges else "human-human"
-            grids = {}
-            for cat in categories:
-                for crit in (*CRITERIA, ALL):
-                    ua, ub = units_in(raters[a], cat, crit), raters[b]
-                    common = sorted(u for u in ua if u in ub)
-                    x, y = [ua[u] for u in common], [ub[u] for u in common]
-                    pairs.append(PairStat(a, b, kind, cat, crit, **pair_stats(x, y)))
-                    grids[(cat, crit)] = _confusion(x, y)
-            confusions[f"{a} vs {b}"] = {f"{cat}/{crit}": {"labels": g[0], "matrix": g[1]}
-                                         for (cat, crit), g in grids.items()}
-            png = tmp / f"confusion-{_slug(a)}-vs-{_slug(b)}.png"
-            _plot(png, a, b, grids, categories)
-            pngs.append(target / png.name)
-        alphas: list[AlphaStat] = []
-        for group, members in (("all raters", names), ("humans", sorted(humans))):
-            if len(members) < 3 or (group == "humans" and len(members) == len(names)):
-                continue
-            for cat in categories:
-                for crit in (*CRITERIA, ALL):
-                    per = [units_in(raters[r], cat, crit) for r in members]
-                    units = sorted(set().union(*per))
-                    mat = np.array([[p.get(u, np.nan) for u in units] for p in per], dtype=float)
-                    n_units = int(np.sum(np.sum(~np.isnan(mat), axis=0) >= 2)) if units else 0
-                    alphas.append(AlphaStat(tuple(members), group, cat, crit, n_units,
-                                            ordinal_alpha(mat) if units else None))
+        pairs, confusions, pngs = _pair_stats(names, raters, judges, categories, category_of, tmp, target)
+        alphas = _alpha_stats(names, humans, raters, categories, category_of)
         summary, md = _markdown(run, list(judges), sorted(humans), pairs, alphas, [p.name for p in pngs])
         write_text(tmp / "agreement.md", md)
         write_json(tmp / "agreement.json", {

@@ -196,12 +196,9 @@ def _plot(rows: list[dict[str, Any]], key: str, order: list[str], path: Path, ti
     plt.close(fig)
 
 
-def report(cfg: ReportConfig) -> ReportResult:
-    """Build the report of a judged run folder; see the module docstring for what is written."""
-    run_dir = Path(cfg.run_dir)
-    suite, responses = load_run(run_dir, None)
-    judgments, stale = _current_judgments(run_dir, suite, responses, cfg)
-    finals = final_scores(judgments)
+def _score_rows(responses: list[dict[str, Any]], suite: Any,
+                finals: dict[tuple[str, int, str], dict[str, float | None]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(final scores, automatic checks): one row per judged response, by prompt, model, sample."""
     by_id = suite.by_id()
     rows, check_rows = [], []
     for r in sorted(responses, key=lambda r: (r["prompt_id"], r["model"], r["sample"])):
@@ -214,10 +211,11 @@ def report(cfg: ReportConfig) -> ReportResult:
         chk = check_response(p.prompt, r["response"], p.attribute).to_dict()
         check_rows.append({"prompt_id": p.id, "attribute": p.attribute, "sample": r["sample"], "model": r["model"],
                            **{k: v for k, v in chk.items() if k != "flags"}, "flags": " ".join(chk["flags"])})
-    models = sorted({r["model"] for r in rows})
-    by_model = _aggregate(rows, None, cfg)
-    by_cat = _aggregate(rows, "category", cfg)
-    by_attr = _aggregate(rows, "attribute", cfg)
+    return rows, check_rows
+
+
+def _position_rows(judgments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean score per criterion by the letter position the judge saw (A, B, …), over `ok` judgments."""
     pos: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [] for c in CRITERIA})
     for rec in judgments:
         if rec["status"] != "ok":
@@ -227,8 +225,12 @@ def report(cfg: ReportConfig) -> ReportResult:
                 v = rec["scores"].get(m, {}).get(c)
                 if v is not None:
                     pos[chr(ord("A") + i)][c].append(v)
-    pos_rows = [{"position": x, **{f"{c}_mean": round(float(np.mean(v[c])), 4) if v[c] else None for c in CRITERIA},
-                 "n": len(v[CRITERIA[0]])} for x, v in sorted(pos.items())]
+    return [{"position": x, **{f"{c}_mean": round(float(np.mean(v[c])), 4) if v[c] else None for c in CRITERIA},
+             "n": len(v[CRITERIA[0]])} for x, v in sorted(pos.items())]
+
+
+def _flag_rows(models: list[str], check_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: % of responses raising each automatic-check flag, and the mean length in characters."""
     flag_rows = []
     for m in models:
         mine = [r for r in check_rows if r["model"] == m]
@@ -236,45 +238,79 @@ def report(cfg: ReportConfig) -> ReportResult:
                           **{f"{fl}_%": round(100 * sum(fl in r["flags"].split() for r in mine) / max(1, len(mine)), 1)
                              for fl in FLAGS},
                           "mean_chars": round(float(np.mean([r["chars"] for r in mine])), 1) if mine else 0.0})
-    null_rows = [{"model": m, **{f"{c}_null": sum(r[c] is None for r in rows if r["model"] == m) for c in CRITERIA}}
-                 for m in models]
-    errors = sum(r["status"] != "ok" for r in judgments)
-    raw_nulls = sum(int(r.get("null_scores", 0)) for r in judgments)
-    reasks = sum(int(r.get("reasks", 0)) for r in judgments)
-    usage = {k: sum(int((r.get("usage") or {}).get(k, 0)) for r in judgments) for k in ("prompt_tokens", "completion_tokens")}
-    cost = round(sum(float(r.get("cost_usd") or 0) for r in judgments), 6)
+    return flag_rows
+
+
+def _usage(judgments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Failed judgments, null scores, re-asks, tokens and cost (USD) summed over `judgments`."""
+    return {
+        "errors": sum(r["status"] != "ok" for r in judgments),
+        "raw_nulls": sum(int(r.get("null_scores", 0)) for r in judgments),
+        "reasks": sum(int(r.get("reasks", 0)) for r in judgments),
+        **{k: sum(int((r.get("usage") or {}).get(k, 0)) for r in judgments) for k in ("prompt_tokens", "completion_tokens")},
+        "cost": round(sum(float(r.get("cost_usd") or 0) for r in judgments), 6),
+    }
+
+
+def _markdown(suite: Any, cfg: ReportConfig, judgments: list[dict[str, Any]], stale: int, u: dict[str, Any],
+              tables: dict[str, list[dict[str, Any]]]) -> str:
+    """The text of `report.md`."""
     jm, tpl = judgments[-1]["judge_model"], judgments[-1]["template"]
     rotations = max(int(r["rotation"]) for r in judgments) + 1
-    out = Path(cfg.out) if cfg.out is not None else run_dir / "report"
     cat_order = list(ATTRIBUTES)
     attr_order = [a for attrs in ATTRIBUTES.values() for a in attrs]
-    md = "\n\n".join([
+    by_cat = sorted(tables["by_category"], key=lambda r: (cat_order.index(r["category"]), r["model"]))
+    by_attr = sorted(tables["by_attribute"], key=lambda r: (attr_order.index(r["attribute"]), r["model"]))
+    return "\n\n".join([
         f"# Evaluation report: {suite.name} (v{suite.version})",
         f"Judge `{jm}`, template `{tpl}`, {rotations} rotation(s); {len(judgments)} judgments "
-        f"({errors} failed, {raw_nulls} null scores inside them, {reasks} re-asks after unusable replies; "
-        f"{stale} stale ignored); "
-        f"{usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, ${cost:.4f}. "
+        f"({u['errors']} failed, {u['raw_nulls']} null scores inside them, {u['reasks']} re-asks after unusable "
+        f"replies; {stale} stale ignored); "
+        f"{u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} completion tokens, ${u['cost']:.4f}. "
         f"Scores 1–5: median over rotations, then mean over prompts ± {cfg.confidence:.0%} bootstrap CI.",
-        "## By model\n\n" + _md_scores(by_model, "scope"),
-        "## By model × category\n\n" + _md_scores(sorted(by_cat, key=lambda r: (cat_order.index(r["category"]), r["model"])), "category"),
+        "## By model\n\n" + _md_scores(tables["by_model"], "scope"),
+        "## By model × category\n\n" + _md_scores(by_cat, "category"),
         "![by category](by_category.png)",
-        "## By model × attribute\n\n" + _md_scores(sorted(by_attr, key=lambda r: (attr_order.index(r["attribute"]), r["model"])), "attribute"),
+        "## By model × attribute\n\n" + _md_scores(by_attr, "attribute"),
         "![by attribute](by_attribute.png)",
-        "## Null final scores (every rotation unparsable or out of range)\n\n" + _md_table(null_rows),
-        "## Position bias: mean score by the letter the judge saw\n\n" + _md_table(pos_rows),
-        "## Automatic checks (no judge): % of responses flagged\n\n" + _md_table(flag_rows),
+        "## Null final scores (every rotation unparsable or out of range)\n\n" + _md_table(tables["nulls"]),
+        "## Position bias: mean score by the letter the judge saw\n\n" + _md_table(tables["position_bias"]),
+        "## Automatic checks (no judge): % of responses flagged\n\n" + _md_table(tables["check_flags"]),
     ]) + "\n"
-    files = ["report.md", "by_model.csv", "by_category.csv", "by_attribute.csv", "scores.csv", "position_bias.csv",
-             "checks.csv", "check_flags.csv", "nulls.csv", "by_category.png", "by_attribute.png"]
+
+
+def _write(out: Path, md: str, tables: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Write the report folder atomically (replacing an older one); the names of its files."""
     with atomic_dir(out, force=True) as tmp:
         (tmp / "report.md").write_text(md, encoding="utf-8")
-        for name, data in (("by_model", by_model), ("by_category", by_cat), ("by_attribute", by_attr),
-                           ("scores", rows), ("position_bias", pos_rows), ("checks", check_rows),
-                           ("check_flags", flag_rows), ("nulls", null_rows)):
+        for name, data in tables.items():
             _write_csv(tmp / f"{name}.csv", data)
-        _plot(by_cat, "category", cat_order, tmp / "by_category.png", "Scores by category (mean, 95% CI)")
-        _plot(by_attr, "attribute", attr_order, tmp / "by_attribute.png", "Scores by attribute (mean, 95% CI)")
-    return ReportResult(out=out, report_md=out / "report.md", files=files, models=models, judge_model=jm,
-                        template=tpl, judgments=len(judgments), stale_judgments=stale, error_judgments=errors,
+        _plot(tables["by_category"], "category", list(ATTRIBUTES), tmp / "by_category.png",
+              "Scores by category (mean, 95% CI)")
+        _plot(tables["by_attribute"], "attribute", [a for attrs in ATTRIBUTES.values() for a in attrs],
+              tmp / "by_attribute.png", "Scores by attribute (mean, 95% CI)")
+    return ["report.md", *(f"{name}.csv" for name in tables), "by_category.png", "by_attribute.png"]
+
+
+def report(cfg: ReportConfig) -> ReportResult:
+    """Build the report of a judged run folder; see the module docstring for what is written."""
+    run_dir = Path(cfg.run_dir)
+    suite, responses = load_run(run_dir, None)
+    judgments, stale = _current_judgments(run_dir, suite, responses, cfg)
+    rows, check_rows = _score_rows(responses, suite, final_scores(judgments))
+    models = sorted({r["model"] for r in rows})
+    null_rows = [{"model": m, **{f"{c}_null": sum(r[c] is None for r in rows if r["model"] == m) for c in CRITERIA}}
+                 for m in models]
+    tables = {  # CSV name -> rows, in the order the files are listed
+        "by_model": _aggregate(rows, None, cfg), "by_category": _aggregate(rows, "category", cfg),
+        "by_attribute": _aggregate(rows, "attribute", cfg), "scores": rows, "position_bias": _position_rows(judgments),
+        "checks": check_rows, "check_flags": _flag_rows(models, check_rows), "nulls": null_rows,
+    }
+    u = _usage(judgments)
+    out = Path(cfg.out) if cfg.out is not None else run_dir / "report"
+    files = _write(out, _markdown(suite, cfg, judgments, stale, u, tables), tables)
+    return ReportResult(out=out, report_md=out / "report.md", files=files, models=models,
+                        judge_model=judgments[-1]["judge_model"], template=judgments[-1]["template"],
+                        judgments=len(judgments), stale_judgments=stale, error_judgments=u["errors"],
                         null_final_scores=sum(sum(v for k, v in r.items() if k != "model") for r in null_rows),
-                        prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"], cost_usd=cost)
+                        prompt_tokens=u["prompt_tokens"], completion_tokens=u["completion_tokens"], cost_usd=u["cost"])
