@@ -129,6 +129,12 @@ class JudgeRequest:
     messages: list[dict[str, str]] = field(compare=False)
 
 
+def cost_usd(usage: dict[str, int], cfg: JudgeConfig) -> float:
+    """USD for `usage` (`prompt_tokens`, `completion_tokens`) at the config's prices per 1,000 tokens."""
+    return (usage["prompt_tokens"] * cfg.price_prompt_per_1k
+            + usage["completion_tokens"] * cfg.price_completion_per_1k) / 1000
+
+
 def shown_order(models: list[str], seed: int, prompt_id: str, sample: int, rotation: int) -> list[str]:
     """The models in the order shown to the judge: a seeded shuffle per (prompt, sample), then rotated."""
     base = sorted(models)
@@ -301,8 +307,7 @@ class _Judge:
         self.incomplete += status == "ok" and nulls > 0
         for k, v in usage.items():
             self.usage[k] += v
-        cost = (usage["prompt_tokens"] * self.cfg.price_prompt_per_1k
-                + usage["completion_tokens"] * self.cfg.price_completion_per_1k) / 1000
+        cost = cost_usd(usage, self.cfg)
         return {
             "key": item.key, "prompt_id": item.prompt_id, "sample": item.sample, "rotation": item.rotation,
             "judge_model": self.cfg.judge_model, "template": self.template.name, "template_sha": self.template.sha,
@@ -394,8 +399,7 @@ def judge(cfg: JudgeConfig, quiet: bool = True) -> JudgeResult:
         asyncio.run(state.run(todo, quiet))
     judging = state.t_end - state.t_start
     wall = time.perf_counter() - t0
-    cost = (state.usage["prompt_tokens"] * cfg.price_prompt_per_1k
-            + state.usage["completion_tokens"] * cfg.price_completion_per_1k) / 1000
+    cost = cost_usd(state.usage, cfg)
     result = JudgeResult(
         run_dir=run_dir, judgments_path=out, items=len(items), reused=len(items) - len(todo), judged=len(todo),
         ok=state.ok, errors=state.errors, null_scores=state.nulls, requests=state.stats.requests,
