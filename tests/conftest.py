@@ -39,12 +39,6 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data(data_root: Path) -> Path:
-    """Old name of `data_root`, kept for tests written before the built-in data; use `data_root`."""
-    return data_root
-
-
-@pytest.fixture(scope="session")
 def gguf_vocab():
     """`gguf_vocab("llama-bpe")` -> path of llama.cpp's vocab-only GGUF file (fetched once if needed)."""
 
