@@ -55,8 +55,8 @@ def build_workload(work: Path) -> tuple[Path, list[Path]]:
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, LlamaConfig
 
+    from mixnu.arch import llama_tensor_names
     from mixnu.datasets import llama2_tokenizer_model
-    from mixnu.merge_io import llama_tensor_names
 
     names = ["base"] + [f"expert{i}" for i in range(N_EXPERTS)]
     dirs = [work / n for n in names]
@@ -134,21 +134,27 @@ def parity(ours: Path, theirs: Path, shape: dict | None = None, n_experts: int =
         with safe_open(where[name], "pt") as fh:
             return fh.get_tensor(name)
 
+    from mixnu import arch
+
     a, b = index(ours), index(theirs)
     checked = {"expert": 0, "shared": 0, "mismatch": 0}
     shape = shape or SHAPE
     i = shape["intermediate_size"]
+    moe = arch.load("mixtral")
+    fused = set()
     for layer in range(shape["num_hidden_layers"]):
-        p = f"model.layers.{layer}."
-        gate_up, down = get(b, p + "mlp.experts.gate_up_proj"), get(b, p + "mlp.experts.down_proj")
+        gate_up_name, down_name = (t.format(layer=layer) for t in moe.module["experts"])
+        fused |= {gate_up_name, down_name}
+        gate_up, down = get(b, gate_up_name), get(b, down_name)
         for e in range(n_experts):
-            q = p + f"block_sparse_moe.experts.{e}."
-            for ours_name, theirs_t in ((q + "w1.weight", gate_up[e, :i]), (q + "w3.weight", gate_up[e, i:]),
-                                        (q + "w2.weight", down[e])):
+            def ours_name(w: str, e: int = e, layer: int = layer) -> str:
+                return moe.checkpoint["expert"].format(layer=layer, expert=e, w=w)
+            # w1 = gate (first half of gate_up), w3 = up (second half), w2 = down
+            for w, theirs_t in (("w1", gate_up[e, :i]), ("w3", gate_up[e, i:]), ("w2", down[e])):
                 checked["expert"] += 1
-                checked["mismatch"] += not torch.equal(get(a, ours_name), theirs_t)
+                checked["mismatch"] += not torch.equal(get(a, ours_name(w)), theirs_t)
     for name in b:
-        if ".mlp." in name:
+        if name in fused or arch.is_router_param(name):
             continue
         checked["shared"] += 1
         checked["mismatch"] += name not in a or not torch.equal(get(a, name), get(b, name))

@@ -30,13 +30,16 @@ def mixtral():
 
 
 @pytest.mark.parametrize("tied", [False, True])
-def test_llama_names_match_a_real_checkpoint_and_merge_io(tied, tmp_path):
-    from mixnu.merge_io import llama_tensor_names
-
+def test_llama_names_match_a_real_checkpoint_in_the_merge_order(tied, tmp_path):
     model = LlamaForCausalLM(LlamaConfig(**TINY, tie_word_embeddings=tied))
     names = arch.llama_tensor_names(2, tied)
     assert set(names) == _saved_names(model, tmp_path)
-    assert names == llama_tensor_names(2, tied)  # same order as the merge's (C2 replaces that copy)
+    # the order `mixnu merge` writes (and average_experts plans); changing it changes the output bytes
+    per_layer = ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    want = (["model.embed_tokens.weight"] + [f"model.layers.{i}.{n}.weight" for i in range(2) for n in per_layer]
+            + ["model.norm.weight"] + ([] if tied else ["lm_head.weight"]))
+    assert names == want
 
 
 def test_mixtral_checkpoint_names_match_save_pretrained(mixtral, tmp_path):

@@ -2,8 +2,8 @@
 
 `merge_experts(MergeConfig) -> MergeResult` writes a folder that `AutoModelForCausalLM` loads and
 that vLLM and llama.cpp's converter read: `config.json` (a MixtralConfig carrying every Llama
-field), sharded safetensors under the hub names (`model.layers.L.block_sparse_moe.experts.E.w1/w2/w3`
-= gate/down/up, `...block_sparse_moe.gate`) with `model.safetensors.index.json`, the tokenizer
+field), sharded safetensors under the hub names (`mixnu.arch`'s Mixtral `checkpoint` templates:
+`model.layers.L.block_sparse_moe.experts.E.w1/w2/w3` = gate/down/up, `...block_sparse_moe.gate`) with `model.safetensors.index.json`, the tokenizer
 (with `tokenizer.model`), `generation_config.json`, and a README model card with the merge config
 and the sha256 of every input file. Each expert's MLP becomes expert E of every layer; attention,
 norms, embeddings and head are the experts' mean (`shared: average`) or the base's (`shared: base`).
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import math
 import re
 import resource
 import shutil
@@ -33,6 +34,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from mixnu import arch
+from mixnu.arch.mixtral import mixtral_config
 from mixnu.config import StageConfig, dump_config
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
@@ -46,8 +49,6 @@ from mixnu.merge_io import (
     check_compatible,
     from_f32,
     from_torch,
-    llama_tensor_names,
-    mixtral_config,
     to_f32,
     to_torch,
     tokenizer_source,
@@ -155,23 +156,21 @@ def _plan_moe(cfg: MergeConfig, base: Checkpoint, experts: list[Checkpoint]) -> 
         kind = "copy" if len(shared_src) == 1 else "mean"
         return _Out(name, base.tensors[name].shape, kind, [(ck, name) for ck in shared_src], layer, role)
 
-    plan = [shared("model.embed_tokens.weight", "embed")]
+    llama, moe = arch.load("llama").checkpoint, arch.load("mixtral").checkpoint
+    plan = [shared(llama["embed"], "embed")]
     hidden = base.config["hidden_size"]
     for i in range(base.num_layers):
-        p = f"model.layers.{i}."
-        plan.append(shared(p + "input_layernorm.weight", "shared", i))
-        plan += [shared(p + f"self_attn.{x}_proj.weight", "shared", i) for x in "qkvo"]
-        plan.append(shared(p + "post_attention_layernorm.weight", "shared", i))
-        plan.append(_Out(p + "block_sparse_moe.gate.weight", (len(experts), hidden), "router", [], i, "router"))
+        plan += [shared(t.format(layer=i), "shared", i) for t in llama["attention"]]
+        plan.append(_Out(moe["router"].format(layer=i), (len(experts), hidden), "router", [], i, "router"))
         # same projection of every expert in a row, so identical experts are detected holding one tensor
-        for w, src in (("w1", "gate_proj"), ("w2", "down_proj"), ("w3", "up_proj")):
+        for w in moe["expert_from_mlp"]:
+            name = llama["mlp"][arch.expert_source(w)].format(layer=i)
             for e, ck in enumerate(experts):
-                name = p + f"mlp.{src}.weight"
-                plan.append(_Out(p + f"block_sparse_moe.experts.{e}.{w}.weight", base.tensors[name].shape,
+                plan.append(_Out(moe["expert"].format(layer=i, expert=e, w=w), base.tensors[name].shape,
                                  "copy", [(ck, name)], i, w, e))
-    plan.append(shared("model.norm.weight", "shared"))
+    plan += [shared(name, "shared") for name in llama["final"]]
     if not base.tied:
-        plan.append(shared("lm_head.weight", "shared"))
+        plan.append(shared(llama["head"], "shared"))
     return plan
 
 
@@ -179,9 +178,7 @@ def _shards(plan: list[_Out], itemsize: int, max_bytes: int) -> list[list[_Out]]
     shards: list[list[_Out]] = [[]]
     size = 0
     for o in plan:
-        n = itemsize
-        for d in o.shape:
-            n *= d
+        n = itemsize * math.prod(o.shape)
         if shards[-1] and size + n > max_bytes:
             shards.append([])
             size = 0
@@ -251,8 +248,9 @@ class _Producer:
         if init == "random":
             std = float(self.base.config.get("initializer_range", 0.02))
             return from_f32(_router_init().random_router(e, h, self.cfg.router.seed, o.layer, std), self.dtype)
-        pre = f"model.layers.{o.layer}."
-        weights = {k[len(pre):]: v for k, v in self.layer.items() if k.startswith(pre) and "block_sparse" not in k}
+        llama = arch.load("llama").checkpoint
+        pre = llama["layer"].format(layer=o.layer)
+        weights = {name[len(pre):]: self.layer[name] for name in (t.format(layer=o.layer) for t in llama["attention"])}
         xs = self.forward.router_inputs(o.layer, weights)
         return from_torch(self.forward.centroid_router(xs), self.dtype)
 
@@ -265,10 +263,10 @@ class _Producer:
 
     def end_layer(self, layer: int, num_experts: int) -> None:
         if self.forward is not None:
-            p = f"model.layers.{layer}.block_sparse_moe."
-            experts = [tuple(self.layer[p + f"experts.{e}.{w}.weight"] for w in ("w1", "w2", "w3"))
+            moe = arch.load("mixtral").checkpoint  # experts as (w1, w2, w3) = (gate, down, up)
+            experts = [tuple(self.layer[moe["expert"].format(layer=layer, expert=e, w=w)] for w in moe["expert_from_mlp"])
                        for e in range(num_experts)]
-            self.forward.advance(self.layer[p + "gate.weight"], experts)
+            self.forward.advance(self.layer[moe["router"].format(layer=layer)], experts)
         self.layer = {}
         self.held_layer = 0
 
@@ -287,6 +285,7 @@ def _write_weights(tmp: Path, plan: list[_Out], producer: _Producer, max_bytes: 
     names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
     weight_map: dict[str, str] = {}
     total = 0
+    last_w = list(arch.load("mixtral").checkpoint["expert_from_mlp"])[-1]
     with progress(quiet, "tensors") as bar:
         task = bar.add_task("merge", total=len(plan))
         for fname, group in zip(names, groups, strict=True):
@@ -302,7 +301,7 @@ def _write_weights(tmp: Path, plan: list[_Out], producer: _Producer, max_bytes: 
                 producer.keep(o, kept)
                 weight_map[o.name] = fname
                 bar.advance(task)
-                if o.role == "w3" and o.expert == num_experts - 1:
+                if o.role == last_w and o.expert == num_experts - 1:
                     producer.end_layer(o.layer, num_experts)
             writer.close()
             total += writer.total
@@ -364,9 +363,10 @@ def _hash_files(paths: list[Path], stop: threading.Event) -> dict[Path, str]:
 def _experts_identical(experts: list[Checkpoint]) -> bool:
     """True if every expert's MLP tensors equal the first expert's bit for bit (stops at the first
     difference, usually the first tensor read; holds two tensors at a time)."""
+    mlp = arch.load("llama").checkpoint["mlp"]
     for i in range(experts[0].num_layers):
-        for proj in ("gate", "up", "down"):
-            name = f"model.layers.{i}.mlp.{proj}_proj.weight"
+        for template in mlp.values():
+            name = template.format(layer=i)
             ref = experts[0].read_array(name)
             for ck in experts[1:]:
                 other = ck.read_array(name)
@@ -417,7 +417,7 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
             shards, total = _write_weights(tmp, plan, producer, cfg.max_shard_mb * 10**6, len(experts), cfg.quiet)
             write_json(tmp / "config.json", mixtral_config(base.config, len(experts), cfg.experts_per_token, cfg.dtype))
             _copy_side_files(tok_src, tmp, base.config)
-            params = sum(_numel(o.shape) for o in plan)
+            params = sum(math.prod(o.shape) for o in plan)
             summary = [f"{len(experts)} experts ({', '.join(e.name for e in cfg.experts)}), top-{cfg.experts_per_token} "
                        f"routing, {base.num_layers} layers, {params:,} parameters in {cfg.dtype}",
                        f"shared weights (attention, norms, embeddings, head): {cfg.shared}",
@@ -444,27 +444,20 @@ def average_experts(cfg: MergeConfig, out: str | Path | None = None) -> MergeRes
     out_path, base, experts, tok_src = _open_inputs(cfg)
     inputs = _inputs([base, *experts], [])
     plan = [_Out(n, base.tensors[n].shape, "mean", [(ck, n) for ck in experts])
-            for n in llama_tensor_names(base.num_layers, base.tied)]
+            for n in arch.llama_tensor_names(base.num_layers, base.tied)]
     producer = _Producer(cfg.dtype, None, base, None)
     with atomic_dir(out_path, force=cfg.force) as tmp:
         shards, total = _write_weights(tmp, plan, producer, cfg.max_shard_mb * 10**6, len(experts), cfg.quiet)
         dense = {k: v for k, v in base.config.items() if k not in ("torch_dtype", "transformers_version")}
         write_json(tmp / "config.json", {**dense, "dtype": cfg.dtype})
         _copy_side_files(tok_src, tmp, base.config)
-        params = sum(_numel(o.shape) for o in plan)
+        params = sum(math.prod(o.shape) for o in plan)
         summary = [f"mean of {len(experts)} experts ({', '.join(e.name for e in cfg.experts)}), {params:,} "
                    f"parameters in {cfg.dtype}"]
         write_text(tmp / "README.md", _model_card(cfg, "dense-average", {p: sha256_file(p) for p in inputs}, summary))
     return MergeResult(out_path, "dense-average", tuple(e.name for e in cfg.experts), base.num_layers, 0, "average",
                        "none", cfg.dtype, tuple(shards), len(plan), params, total, False, producer.max_held,
                        _peak_rss_mb(), round(time.perf_counter() - t0, 3))
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _peak_rss_mb() -> float:

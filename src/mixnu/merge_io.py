@@ -10,7 +10,7 @@ name, dtype and shape is planned before any data is read) and then streams tenso
 chunk by chunk, so no output shard is ever held in memory.
 
 Checks: `check_compatible` (experts vs base: architecture, shapes) and `tokenizer_source`
-(same tokenizer). `mixtral_config` turns the base's Llama config.json into the MoE's.
+(same tokenizer). Tensor names, model types and config keys come from `mixnu.arch`.
 
 Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused, never unpickled.
 """
@@ -18,6 +18,7 @@ Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused, never unpickled.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from mixnu import arch
+from mixnu.arch.mixtral import llama_fields, normalized_rope
 from mixnu.errors import CheckpointError, TokenizerError
 from mixnu.io import sha256_file
 
@@ -35,7 +38,6 @@ ST_DTYPES: dict[str, tuple[str, int]] = {
     "BOOL": ("bool", 1),
 }
 TORCH_TO_ST = {name: tag for tag, (name, _) in ST_DTYPES.items()}
-LLAMA_TYPES = ("llama", "mistral")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _MAX_HEADER = 100 * 2**20
 
@@ -52,10 +54,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def itemsize(self) -> int:
@@ -106,19 +105,6 @@ def _pickle_hint(folder: Path) -> str:
     )
 
 
-def llama_tensor_names(num_layers: int, tied: bool) -> list[str]:
-    """Every weight of a Llama checkpoint, in the order mixnu writes them."""
-    names = ["model.embed_tokens.weight"]
-    for i in range(num_layers):
-        p = f"model.layers.{i}."
-        names += [p + "input_layernorm.weight"] + [p + f"self_attn.{x}_proj.weight" for x in "qkvo"]
-        names += [p + "post_attention_layernorm.weight"] + [p + f"mlp.{x}_proj.weight" for x in ("gate", "up", "down")]
-    names.append("model.norm.weight")
-    if not tied:
-        names.append("lm_head.weight")
-    return names
-
-
 class Checkpoint:
     """A Llama-family checkpoint folder, read lazily.
 
@@ -140,11 +126,12 @@ class Checkpoint:
             self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{label}: {cfg_path} is not valid JSON ({exc}); re-save the checkpoint") from None
+        llama = arch.load("llama")
         mtype = self.config.get("model_type")
-        if mtype not in LLAMA_TYPES:
+        if mtype not in llama.model_types:
             raise CheckpointError(
                 f"{label}: {folder} is a '{mtype}' model; mixnu merge takes Llama-family checkpoints "
-                f"(model_type {' or '.join(LLAMA_TYPES)})"
+                f"(model_type {' or '.join(llama.model_types)})"
             )
         for flag in ("attention_bias", "mlp_bias"):
             if self.config.get(flag):
@@ -156,18 +143,18 @@ class Checkpoint:
         for f in self.weight_files:
             for name, info in read_header(f).items():
                 self.tensors[name] = info
-        self.tensors = {k: v for k, v in self.tensors.items() if not k.endswith("rotary_emb.inv_freq")}
-        expected = llama_tensor_names(self.num_layers, self.tied)
+        self.tensors = {k: v for k, v in self.tensors.items() if not k.endswith(llama.ignore_suffixes)}
+        expected = arch.llama_tensor_names(self.num_layers, self.tied)
         missing = [n for n in expected if n not in self.tensors]
-        if self.tied and "lm_head.weight" in self.tensors:
-            self.tensors.pop("lm_head.weight")
+        if self.tied and llama.checkpoint["head"] in self.tensors:
+            self.tensors.pop(llama.checkpoint["head"])
         extra = sorted(set(self.tensors) - set(expected))
         if missing or extra:
             what = f"lacks {missing[0]}" if missing else f"has an unexpected tensor {extra[0]}"
             n = len(missing) + len(extra)
             raise CheckpointError(
                 f"{label}: {folder} {what} ({n} name(s) differ from a plain Llama with {self.num_layers} layers); "
-                "give an unmodified LlamaForCausalLM checkpoint"
+                f"give an unmodified {llama.architectures[0]} checkpoint"
             )
 
     def _weight_files(self, folder: Path) -> list[Path]:
@@ -276,9 +263,7 @@ class ShardWriter:
         self._sizes: list[int] = []
         for name, dtype, shape in entries:
             tag = TORCH_TO_ST[dtype]
-            n = ST_DTYPES[tag][1]
-            for d in shape:
-                n *= d
+            n = ST_DTYPES[tag][1] * math.prod(shape)
             header[name] = {"dtype": tag, "shape": list(shape), "data_offsets": [offset, offset + n]}
             offset += n
             self._sizes.append(n)
@@ -309,26 +294,11 @@ class ShardWriter:
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "chat_template.jinja", "chat_template.json")
-LLAMA_DEFAULTS = {"rms_norm_eps": 1e-6, "max_position_embeddings": 2048, "tie_word_embeddings": False}
-ROUTER_AUX_LOSS_COEF = 0.02  # Mixtral-8x7B's released value
-_ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-              "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps", "max_position_embeddings", "hidden_act")
-
-
-def normalized_rope(cfg: dict[str, Any]) -> dict[str, Any]:
-    """`rope_parameters` as transformers 5 stores them, from either that key or legacy rope_theta/rope_scaling."""
-    rp = cfg.get("rope_parameters")
-    if isinstance(rp, dict) and "rope_theta" in rp:
-        return dict(rp)
-    scaling = dict(cfg.get("rope_scaling") or {})
-    rope_type = scaling.pop("rope_type", None) or scaling.pop("type", None) or "default"
-    scaling.pop("type", None)
-    return {"rope_type": rope_type, **scaling, "rope_theta": float(cfg.get("rope_theta", 10000.0))}
 
 
 def _arch(ck: Checkpoint) -> dict[str, Any]:
     c = ck.config
-    out = {k: c.get(k, LLAMA_DEFAULTS.get(k)) for k in _ARCH_KEYS}
+    out = llama_fields(c)
     out["num_key_value_heads"] = c.get("num_key_value_heads") or c.get("num_attention_heads")
     out["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
     out["hidden_act"] = c.get("hidden_act", "silu")
@@ -339,11 +309,11 @@ def _arch(ck: Checkpoint) -> dict[str, Any]:
 def check_compatible(base: Checkpoint, experts: list[Checkpoint]) -> None:
     ref = _arch(base)
     for ck in experts:
-        arch = _arch(ck)
+        got = _arch(ck)
         for key, want in ref.items():
-            if arch[key] != want:
+            if got[key] != want:
                 raise CheckpointError(
-                    f"{ck.label} ({ck.path}) differs from the base in {key} ({arch[key]} vs {want}); "
+                    f"{ck.label} ({ck.path}) differs from the base in {key} ({got[key]} vs {want}); "
                     "every expert must be trained from the base with its architecture and vocabulary"
                 )
         for name, info in base.tensors.items():
@@ -382,29 +352,3 @@ def tokenizer_source(base: Checkpoint, experts: list[Checkpoint]) -> Path:
             raise TokenizerError(f"{ck.label} ({ck.path}) has a different tokenizer {what} from the base; "
                                  "experts must use the base's tokenizer")
     return base.path
-
-
-def mixtral_config(base: dict[str, Any], num_experts: int, top_k: int, dtype: str) -> dict[str, Any]:
-    """config.json of the MoE: every Llama field set explicitly (Mixtral's defaults differ) + the experts.
-
-    Rope is written as transformers 5 stores it (`rope_parameters`) and, for runtimes that read
-    older configs (vLLM, llama.cpp's converter), also as `rope_theta` / `rope_scaling`.
-    """
-    arch = {k: base.get(k, LLAMA_DEFAULTS.get(k)) for k in _ARCH_KEYS}
-    rope = normalized_rope(base)
-    scaling = {k: v for k, v in rope.items() if k != "rope_theta"} if rope["rope_type"] != "default" else None
-    cfg: dict[str, Any] = {
-        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", **arch,
-        "num_key_value_heads": base.get("num_key_value_heads") or base["num_attention_heads"],
-        "head_dim": base.get("head_dim") or base["hidden_size"] // base["num_attention_heads"],
-        "hidden_act": base.get("hidden_act", "silu"),
-        "initializer_range": base.get("initializer_range", 0.02),
-        "bos_token_id": base.get("bos_token_id"), "eos_token_id": base.get("eos_token_id"),
-        "pad_token_id": base.get("pad_token_id"), "attention_dropout": base.get("attention_dropout", 0.0),
-        "rope_parameters": rope, "rope_theta": rope["rope_theta"], "rope_scaling": scaling,
-        "sliding_window": base.get("sliding_window") if base.get("model_type") == "mistral" else None,
-        "num_local_experts": num_experts, "num_experts_per_tok": top_k,
-        "router_aux_loss_coef": ROUTER_AUX_LOSS_COEF, "router_jitter_noise": 0.0, "output_router_logits": False,
-        "use_cache": True, "dtype": dtype,
-    }
-    return cfg
