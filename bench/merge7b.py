@@ -5,7 +5,7 @@
 For each layer count, builds a base and 4 experts with Llama-2-7B's tensor shapes (32 heads, 32 KV
 heads, untied head, vocabulary padded to 46,272 rows as in recipes/mixnu-19b) but only that many
 decoder layers: 2 layers = 0.79 B parameters, 1.58 GB bf16 per model. The models are written tensor
-by tensor straight into safetensors (`mixnu.merge_io.ShardWriter`, random bf16 values of magnitude
+by tensor straight into safetensors (`mixnu.merge.ShardWriter`, random bf16 values of magnitude
 0.002-0.03 for the base,
 experts = the base with the lowest mantissa bits redrawn); no model is instantiated. They go under `--work` (default in /tmp,
 not the repository) and are deleted at the end, outputs included.
@@ -75,9 +75,10 @@ def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
     """Write base + 4 experts (bf16 safetensors, streamed chunk by chunk); return dirs and parameters per model."""
     from transformers import AutoTokenizer, LlamaConfig
 
+    from mixnu.arch import llama_tensor_names
     from mixnu.console import progress
     from mixnu.datasets import llama2_tokenizer_model
-    from mixnu.merge_io import ShardWriter, llama_tensor_names
+    from mixnu.merge import ShardWriter
 
     shutil.rmtree(work, ignore_errors=True)
     tok_dir = work / "tokenizer"

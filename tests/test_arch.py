@@ -49,13 +49,13 @@ def test_mixtral_checkpoint_names_match_save_pretrained(mixtral, tmp_path):
 
 
 def test_mixtral_names_in_the_merge_plan_order():
-    """Same names, same order as `merge._plan_moe` builds them (so C2 can keep merge output byte-identical)."""
-    from mixnu.merge import _plan_moe
+    """Same names, same order as `merge.layout.moe_layout` builds them (so C2 can keep merge output byte-identical)."""
+    from mixnu.merge.layout import moe_layout
 
     layers, hidden = 2, 8
     shapes = {n: SimpleNamespace(shape=(1,)) for n in arch.llama_tensor_names(layers, tied=False)}
     ck = SimpleNamespace(tensors=shapes, config={"hidden_size": hidden}, num_layers=layers, tied=False)
-    plan = _plan_moe(SimpleNamespace(shared="average"), ck, [ck, ck, ck])
+    plan = moe_layout(SimpleNamespace(shared="average"), ck, [ck, ck, ck])
     assert [o.name for o in plan] == arch.mixtral_tensor_names(layers, 3, tied=False)
 
 

@@ -12,9 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mixnu import merge as merge_mod
-from mixnu.merge import MergeConfig, average_experts, merge_experts
-from mixnu.router_init import TextForward
+from mixnu.merge import MergeConfig, average_experts, merge_experts, produce
+from mixnu.merge.router_init import TextForward
 from mixnu.text import document_ids
 from tests.conftest import build_tiny_llama
 
@@ -138,7 +137,7 @@ def test_output_loads_generates_and_carries_every_llama_field(models, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tensors_are_the_sources_bit_for_bit_and_means_are_exact(models, tmp_path, dtype, monkeypatch):
-    monkeypatch.setattr(merge_mod, "CHUNK_ELEMS", 10_000)  # force row chunks on the big tensors
+    monkeypatch.setattr(produce, "CHUNK_ELEMS", 10_000)  # force row chunks on the big tensors
     names = ["e0", "e1", "e2"]
     res = merge_experts(config(models, names, tmp_path / "moe", dtype=dtype))
     got = load_out(res.out)

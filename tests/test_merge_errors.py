@@ -17,7 +17,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from mixnu import merge_io
+from mixnu.merge import safetensors_stream
 from tests.conftest import build_tiny_llama
 from tests.test_merge import make_expert, models  # noqa: F401  (session fixture)
 
@@ -223,7 +223,7 @@ def test_a_failure_mid_merge_leaves_nothing(models, tmp_path, monkeypatch):  # n
     from mixnu.merge import MergeConfig, merge_experts
 
     calls = {"n": 0}
-    real = merge_io.ShardWriter.write
+    real = safetensors_stream.ShardWriter.write
 
     def failing(self, tensor):
         calls["n"] += 1
@@ -231,7 +231,7 @@ def test_a_failure_mid_merge_leaves_nothing(models, tmp_path, monkeypatch):  # n
             raise OSError("disk full (injected)")
         return real(self, tensor)
 
-    monkeypatch.setattr(merge_io.ShardWriter, "write", failing)
+    monkeypatch.setattr(safetensors_stream.ShardWriter, "write", failing)
     out = tmp_path / "moe"
     cfg = MergeConfig(base=models["base"], experts=[{"name": "a", "path": models["e0"]}, {"name": "b", "path": models["e1"]}],
                       out=out, max_shard_mb=1)
@@ -248,14 +248,14 @@ def test_a_killed_merge_leaves_no_output_folder(models, tmp_path):  # noqa: F811
     script = f"""
 import time
 from pathlib import Path
-from mixnu import merge_io
+from mixnu.merge import safetensors_stream
 from mixnu.merge import MergeConfig, merge_experts
-real = merge_io.ShardWriter.write
+real = safetensors_stream.ShardWriter.write
 def slow(self, t):
     real(self, t)
     Path({str(started)!r}).touch()
     time.sleep(0.5)
-merge_io.ShardWriter.write = slow
+safetensors_stream.ShardWriter.write = slow
 merge_experts(MergeConfig(base={str(models["base"])!r}, out={str(out)!r},
     experts=[{{"name": "a", "path": {str(models["e0"])!r}}}, {{"name": "b", "path": {str(models["e1"])!r}}}]))
 """
@@ -273,7 +273,7 @@ merge_experts(MergeConfig(base={str(models["base"])!r}, out={str(out)!r},
 
 
 def test_shapes_in_writer_are_checked(tmp_path):
-    w = merge_io.ShardWriter(tmp_path / "x.safetensors", [("a", "float32", (2, 2))])
+    w = safetensors_stream.ShardWriter(tmp_path / "x.safetensors", [("a", "float32", (2, 2))])
     w.write(torch.zeros(3))
     with pytest.raises(RuntimeError, match="planned"):
         w.close()

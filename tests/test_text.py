@@ -79,7 +79,7 @@ def test_router_init_texts_are_training_ids(tiny_llama_dir, sp):
     """Router init from prompts or data: `[BOS] body` with special spellings as text, NFC."""
     import json
 
-    from mixnu.router_init import TextForward
+    from mixnu.merge.router_init import TextForward
 
     base = json.loads((tiny_llama_dir / "config.json").read_text())
     fwd = TextForward(base, tiny_llama_dir, [[LINE], [NFD]], max_tokens=512, top_k=2)
