@@ -49,7 +49,7 @@ def test_cli_merges_with_flags_and_reports_json(models, tmp_path, run_cli):  # n
 def test_cli_reads_yaml_and_flags_override_it(models, tmp_path, run_cli):  # noqa: F811
     cfg = tmp_path / "merge.yaml"
     cfg.write_text(yaml.safe_dump({
-        "base": str(models["base"]), "experts_per_token": 1, "dtype": "float32", "shared": "average",
+        "base": str(models["base"]), "num_experts_per_tok": 1, "dtype": "float32", "shared": "average",
         "router": {"init": "random", "seed": 3},
         "experts": [{"name": n, "path": str(models[n])} for n in ("e0", "e1", "e2")]}))
     out = tmp_path / "moe"
@@ -57,7 +57,8 @@ def test_cli_reads_yaml_and_flags_override_it(models, tmp_path, run_cli):  # noq
                               "--json", "-")
     assert rc == 0, err
     res = json.loads(stdout)
-    assert (res["dtype"], res["experts_per_token"]) == ("bfloat16", 1)
+    assert (res["dtype"], res["num_experts_per_tok"]) == ("bfloat16", 1)
+    assert json.loads((out / "config.json").read_text())["num_experts_per_tok"] == 1
     assert "seed: 4" in (out / "README.md").read_text()
 
 
@@ -85,7 +86,20 @@ def test_one_expert_and_too_many_per_token(models, tmp_path, run_cli):  # noqa: 
     base = ["--base", models["base"]]
     refused(run_cli, tmp_path / "o", *base, *experts_args(("a", models["e0"])), match="at least 2 experts")
     refused(run_cli, tmp_path / "o", *base, *experts_args(("a", models["e0"]), ("b", models["e1"])), "-k", "3",
-            match="experts_per_token=3 exceeds the 2 experts")
+            match="num_experts_per_tok=3 exceeds the 2 experts")
+
+
+def test_old_experts_per_token_key_still_read_with_a_deprecation(tmp_path):
+    from mixnu.merge import MergeConfig
+
+    experts = [{"name": "a", "path": "x"}, {"name": "b", "path": "y"}]
+    with pytest.warns(DeprecationWarning, match="num_experts_per_tok"):
+        cfg = MergeConfig(base="b", experts=experts, experts_per_token=1)
+    assert cfg.num_experts_per_tok == 1 and "experts_per_token" not in cfg.model_dump()
+    with pytest.warns(DeprecationWarning):
+        assert MergeConfig(base="b", experts=experts, experts_per_token=2, num_experts_per_tok=2).num_experts_per_tok == 2
+    with pytest.raises(ValueError, match="disagree"):
+        MergeConfig(base="b", experts=experts, experts_per_token=1, num_experts_per_tok=2)
 
 
 def test_text_router_init_needs_text(models, tmp_path, run_cli):  # noqa: F811

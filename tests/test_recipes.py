@@ -41,7 +41,8 @@ def _config_class(path: Path):
 
 
 MINE = sorted((RECIPES / "mixnu-19b").glob("*.yaml")) + [RECIPES / "toy" / "expand.yaml",
-                                                          RECIPES / "toy" / "expert-law.yaml"]
+                                                          RECIPES / "toy" / "expert-law.yaml",
+                                                          RECIPES / "toy" / "merge.yaml"]
 
 
 def test_recipe_set_is_complete():
@@ -58,6 +59,8 @@ def test_recipe_validates(path):
     if path.name.startswith("expert-") and path.parent.name == "mixnu-19b":
         assert cfg.trainable == "all" and cfg.precision == "bf16" and cfg.gradient_checkpointing
         assert cfg.data[0].stem == path.stem.removeprefix("expert-")
+    if path.name == "merge.yaml":  # transformers' key, not the deprecated experts_per_token
+        assert "num_experts_per_tok" in yaml.safe_load(path.read_text()) and cfg.num_experts_per_tok == 2
 
 
 def test_merge_recipe_names_the_four_experts():

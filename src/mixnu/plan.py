@@ -201,7 +201,7 @@ def make_plan(cfg: PlanConfig) -> PlanResult:
     rows = -(-vocab // expand.pad_to_multiple_of) * expand.pad_to_multiple_of
     merge = read_yaml(cfg.merge)
     experts = len(merge.get("experts") or [])
-    top_k = int(merge.get("experts_per_token", 2))
+    top_k = int(merge.get("num_experts_per_tok", merge.get("experts_per_token", 2)))  # old key still read
     if experts != len(cfg.experts) or not 1 <= top_k <= experts:
         raise ConfigError(f"{cfg.merge}: {experts} experts (top-{top_k}) but plan.yaml lists {len(cfg.experts)} "
                           "expert configs; make them agree")

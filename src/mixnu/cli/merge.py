@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         base: Annotated[Path | None, typer.Option("--base", help="Base checkpoint folder (instead of a config).")] = None,
         expert: Annotated[list[str] | None, typer.Option("--expert", metavar="NAME=PATH", help=(
             "Experts: several after one flag, or repeat it; they replace the config's experts."))] = None,
-        experts_per_token: Annotated[int | None, typer.Option("--experts-per-token", "-k", help="Experts per token (default 2).")] = None,
+        num_experts_per_tok: Annotated[int | None, typer.Option(
+            "--num-experts-per-tok", "--experts-per-token", "-k", help="Experts per token, top-k (default 2).")] = None,
         dtype: Annotated[Literal["float32", "float16", "bfloat16"] | None, typer.Option(
             "--dtype", help="Output dtype (default bfloat16).")] = None,
         shared: Annotated[Literal["average", "base"] | None, typer.Option(

@@ -50,15 +50,15 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
         if cfg.router.init in ("prompts", "data"):
             texts = router_init.sample_texts(cfg.experts, cfg.router.init, cfg.router.samples, cfg.router.seed)
             forward = router_init.TextForward(base.config, tok_src, texts, cfg.router.max_tokens,
-                                                 cfg.experts_per_token)
+                                                 cfg.num_experts_per_tok)
         producer = Producer(cfg.dtype, cfg, base, forward)
         plan = moe_layout(cfg, base, experts)
         with atomic_dir(out, force=cfg.force) as tmp:
             shards, total = write_weights(tmp, plan, producer, cfg.max_shard_mb * 10**6, len(experts), cfg.quiet)
-            write_json(tmp / "config.json", mixtral_config(base.config, len(experts), cfg.experts_per_token, cfg.dtype))
+            write_json(tmp / "config.json", mixtral_config(base.config, len(experts), cfg.num_experts_per_tok, cfg.dtype))
             copy_side_files(tok_src, tmp, base.config)
             params = sum(math.prod(o.shape) for o in plan)
-            summary = [f"{len(experts)} experts ({', '.join(e.name for e in cfg.experts)}), top-{cfg.experts_per_token} "
+            summary = [f"{len(experts)} experts ({', '.join(e.name for e in cfg.experts)}), top-{cfg.num_experts_per_tok} "
                        f"routing, {base.num_layers} layers, {params:,} parameters in {cfg.dtype}",
                        f"shared weights (attention, norms, embeddings, head): {cfg.shared}",
                        f"router init: {cfg.router.init} (seed {cfg.router.seed})"]
@@ -66,7 +66,7 @@ def merge_experts(cfg: MergeConfig) -> MergeResult:
     finally:
         stop.set()  # an error must not wait for gigabytes of hashing
         pool.shutdown(wait=True, cancel_futures=True)
-    return MergeResult(out, "mixtral", tuple(e.name for e in cfg.experts), base.num_layers, cfg.experts_per_token,
+    return MergeResult(out, "mixtral", tuple(e.name for e in cfg.experts), base.num_layers, cfg.num_experts_per_tok,
                        cfg.shared, cfg.router.init, cfg.dtype, tuple(shards), len(plan), params, total,
                        identical, producer.max_held, _peak_rss_mb(), round(time.perf_counter() - t0, 3))
 

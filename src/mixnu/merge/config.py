@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,12 +31,20 @@ class ExpertSpec(StageConfig):
     prompts: list[str] = Field(default_factory=list)
 
 
+OLD_TOP_K_KEY = "experts_per_token"  # deprecated spelling of num_experts_per_tok, still read
+
+
 class MergeConfig(StageConfig):
-    """Settings of `mixnu merge` (the YAML keys of issue #5, plus output options)."""
+    """Settings of `mixnu merge` (the YAML keys of issue #5, plus output options).
+
+    `num_experts_per_tok` is transformers' Mixtral key for the same number, written as-is into the
+    output's config.json. The old key `experts_per_token` is still accepted (a `DeprecationWarning`);
+    giving both with different values is a `ValidationError`.
+    """
 
     base: Path
     experts: list[ExpertSpec]
-    experts_per_token: int = Field(2, ge=1)
+    num_experts_per_tok: int = Field(2, ge=1, description="experts each token is routed to (top-k)")
     dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
     shared: Literal["average", "base"] = "average"
     router: RouterConfig = Field(default_factory=RouterConfig)
@@ -44,6 +53,21 @@ class MergeConfig(StageConfig):
     allow_identical: bool = Field(False, description="merge even if every expert's MLPs are identical")
     max_shard_mb: int = Field(4096, ge=1, description="largest output shard, in MB (10^6 bytes)")
     quiet: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_top_k_key(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or OLD_TOP_K_KEY not in data:
+            return data
+        data = dict(data)
+        old = data.pop(OLD_TOP_K_KEY)
+        if "num_experts_per_tok" in data and data["num_experts_per_tok"] != old:
+            raise ValueError(f"num_experts_per_tok={data['num_experts_per_tok']} and its old name "
+                             f"{OLD_TOP_K_KEY}={old} disagree; keep num_experts_per_tok only")
+        data.setdefault("num_experts_per_tok", old)
+        warnings.warn(f"merge config: '{OLD_TOP_K_KEY}' is deprecated; write 'num_experts_per_tok' "
+                      "(transformers' name for the same number)", DeprecationWarning, stacklevel=2)
+        return data
 
     @field_validator("experts")
     @classmethod
@@ -58,8 +82,8 @@ class MergeConfig(StageConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> MergeConfig:
-        if self.experts_per_token > len(self.experts):
-            raise ValueError(f"experts_per_token={self.experts_per_token} exceeds the {len(self.experts)} experts")
+        if self.num_experts_per_tok > len(self.experts):
+            raise ValueError(f"num_experts_per_tok={self.num_experts_per_tok} exceeds the {len(self.experts)} experts")
         for e in self.experts:
             if self.router.init == "prompts" and not e.prompts:
                 raise ValueError(f"router.init=prompts needs prompts for every expert; '{e.name}' has none")
@@ -76,7 +100,7 @@ class MergeResult:
     kind: str  # "mixtral" or "dense-average"
     experts: tuple[str, ...]
     num_layers: int
-    experts_per_token: int
+    num_experts_per_tok: int
     shared: str
     router_init: str
     dtype: str
