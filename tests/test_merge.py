@@ -176,6 +176,35 @@ def test_same_config_and_seed_give_byte_identical_shards(models, tmp_path):
         (tmp_path / "b" / "model.safetensors.index.json").read_bytes()
 
 
+# sha256 of the index and of each shard's header (names, dtypes, shapes, offsets: no tensor values), as
+# written before the merge read its names from mixnu.arch and became a package (issue #17, C2/D2).
+PINNED_LAYOUT = {
+    ("e0", "e1", "e2"): {
+        "model.safetensors.index.json": "eb295129865b26355e07aac9b30c707c529289c712fdcbcb7a8bdd0aa6070ec0",
+        "model-00001-of-00001.safetensors": "506b8c97512042c3a1031f4018dcdacab9340fc68406613dc534eebc71d38d3d"},
+    ("e0", "e1"): {  # max_shard_mb=1
+        "model.safetensors.index.json": "67ce695864278343018782dee14a74a95351d5e0601775095e25a3a970d16345",
+        "model-00001-of-00003.safetensors": "43d26da9ca6f1910f6007459747fd04c3c03b1dd9a6582d5898223b775f1668f",
+        "model-00002-of-00003.safetensors": "54f49c6bc969e3691cb1126461db0f5906b34513085181407f29c79ccba12055",
+        "model-00003-of-00003.safetensors": "6e5bdb519fe0cdd4b60c193097ff9437224ae847a519384caeaafdf63cdbbf8e"},
+}
+
+
+@pytest.mark.parametrize("names", list(PINNED_LAYOUT), ids=lambda n: f"{len(n)}-experts")
+def test_output_layout_is_pinned(models, tmp_path, names):
+    """Tensor names, order, shapes, sharding and the index are exactly what they were (bf16 toy merge)."""
+    import struct
+
+    kw = {"max_shard_mb": 1} if len(names) == 2 else {}
+    res = merge_experts(config(models, list(names), tmp_path / "moe", **kw))
+    got = {"model.safetensors.index.json":
+           hashlib.sha256((res.out / "model.safetensors.index.json").read_bytes()).hexdigest()}
+    for shard in res.shards:
+        raw = (res.out / shard).read_bytes()
+        got[shard] = hashlib.sha256(raw[:8 + struct.unpack("<Q", raw[:8])[0]]).hexdigest()
+    assert got == PINNED_LAYOUT[names]
+
+
 def test_prompt_router_is_built_from_the_true_router_inputs(models, tmp_path):
     """Recompute the centroids from the finished MoE's own post_attention_layernorm outputs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
