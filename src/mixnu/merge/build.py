@@ -14,14 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-from mixnu import arch
 from mixnu.arch.mixtral import mixtral_config
 from mixnu.errors import CheckpointError
 from mixnu.io import atomic_dir, sha256_file, write_json, write_text
 from mixnu.merge import router_init
 from mixnu.merge.config import MergeConfig, MergeResult
 from mixnu.merge.inputs import experts_identical, input_files, open_inputs
-from mixnu.merge.layout import Planned, moe_layout
+from mixnu.merge.layout import average_layout, moe_layout
 from mixnu.merge.produce import Producer, copy_side_files, hash_files, model_card, write_weights
 
 
@@ -83,8 +82,7 @@ def average_experts(cfg: MergeConfig, out: str | Path | None = None) -> MergeRes
         cfg = cfg.model_copy(update={"out": Path(out)})
     out_path, base, experts, tok_src = open_inputs(cfg)
     inputs = input_files([base, *experts], [])
-    plan = [Planned(n, base.tensors[n].shape, "mean", [(ck, n) for ck in experts])
-            for n in arch.llama_tensor_names(base.num_layers, base.tied)]
+    plan = average_layout(base, experts)
     producer = Producer(cfg.dtype, None, base, None)
     with atomic_dir(out_path, force=cfg.force) as tmp:
         shards, total = write_weights(tmp, plan, producer, cfg.max_shard_mb * 10**6, len(experts), cfg.quiet)

@@ -35,7 +35,7 @@ OLD_TOP_K_KEY = "experts_per_token"  # deprecated spelling of num_experts_per_to
 
 
 class MergeConfig(StageConfig):
-    """Settings of `mixnu merge` (the YAML keys of issue #5, plus output options).
+    """Settings of `mixnu merge` (every key is documented in docs/merge.md, "Config").
 
     `num_experts_per_tok` is transformers' Mixtral key for the same number, written as-is into the
     output's config.json. The old key `experts_per_token` is still accepted (a `DeprecationWarning`);

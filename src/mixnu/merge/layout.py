@@ -3,7 +3,8 @@ the input headers before any data is read.
 
 `moe_layout` lists the Mixtral tensors in the order they are written (`mixnu.arch`'s
 `mixtral_tensor_names` order: per layer the attention weights, the router, then w1 of every expert,
-w2 of every expert, w3 of every expert); `shard_groups` cuts either list into shards of at most `max_bytes`. ("Plan" alone means the
+w2 of every expert, w3 of every expert); `average_layout` the dense Llama of `average_experts`
+(every tensor the experts' mean, in `llama_tensor_names` order); `shard_groups` cuts either list into shards of at most `max_bytes`. ("Plan" alone means the
 resource plan, `mixnu plan`.)
 """
 
@@ -54,6 +55,12 @@ def moe_layout(cfg: MergeConfig, base: Checkpoint, experts: list[Checkpoint]) ->
     if not base.tied:
         plan.append(shared(llama["head"], "shared"))
     return plan
+
+
+def average_layout(base: Checkpoint, experts: list[Checkpoint]) -> list[Planned]:
+    """Every Llama tensor as the mean of the experts' (the dense baseline `average_experts` writes)."""
+    return [Planned(n, base.tensors[n].shape, "mean", [(ck, n) for ck in experts])
+            for n in arch.llama_tensor_names(base.num_layers, base.tied)]
 
 
 def shard_groups(plan: list[Planned], itemsize: int, max_bytes: int) -> list[list[Planned]]:
