@@ -53,7 +53,7 @@ def build_workload(work: Path) -> tuple[Path, list[Path]]:
     """Random base + 4 noisy experts, bf16, one safetensors file each (reused if already built)."""
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, LlamaConfig
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from mixnu.arch import llama_tensor_names
     from mixnu.datasets import llama2_tokenizer_model
@@ -69,21 +69,11 @@ def build_workload(work: Path) -> tuple[Path, list[Path]]:
     AutoTokenizer.from_pretrained(tok_dir).save_pretrained(tok_dir)
     config = LlamaConfig(**SHAPE, max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0,
                          tie_word_embeddings=False, dtype="bfloat16", architectures=["LlamaForCausalLM"])
-    h, i, kv = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["num_key_value_heads"]
-    head = h // SHAPE["num_attention_heads"]
+    with torch.device("meta"):  # shapes only: no memory, no init
+        shapes = {n: tuple(t.shape) for n, t in LlamaForCausalLM(config).state_dict().items()}
 
     def shape(name: str) -> tuple[int, ...]:
-        if "norm" in name:
-            return (h,)
-        if "embed" in name or "lm_head" in name:
-            return (SHAPE["vocab_size"], h)
-        if "k_proj" in name or "v_proj" in name:
-            return (kv * head, h)
-        if "gate_proj" in name or "up_proj" in name:
-            return (i, h)
-        if "down_proj" in name:
-            return (h, i)
-        return (h, h)
+        return shapes[name]
 
     gen = torch.Generator().manual_seed(0)
     base = {n: (torch.randn(shape(n), generator=gen) * 0.02).to(torch.bfloat16)
