@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-STAGES = ["tokenizer", "expand", "train", "plan", "merge", "route", "routing", "ppl", "generate", "eval", "demo", "data"]
+STAGES = ["fetch", "import-gguf", "export", "tokenizer", "expand", "train", "plan", "merge", "route", "routing", "ppl",
+          "generate", "eval", "demo", "data"]
 
 
 def test_root_help_lists_every_stage(run_cli):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from mixnu import __version__
-from mixnu.cli import data, demo, expand, generate, merge, ppl, route, tokenizer, train
+from mixnu.cli import data, demo, expand, generate, merge, model, ppl, route, tokenizer, train
 from mixnu.cli import eval as eval_cli
 from mixnu.cli._common import expand_list_options
 from mixnu.console import stderr
@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _stage in (tokenizer, expand, train, merge, route, ppl, generate, eval_cli, demo, data):
+for _stage in (model, tokenizer, expand, train, merge, route, ppl, generate, eval_cli, demo, data):
     _stage.register(app)
 
 

