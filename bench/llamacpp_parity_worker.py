@@ -20,7 +20,7 @@ from llama_cpp import Llama
 def main() -> None:
     job = json.load(sys.stdin)
     t0 = time.perf_counter()
-    llm = Llama(model_path=job["gguf"], n_ctx=512, n_threads=1, n_batch=512, logits_all=False, verbose=False)
+    llm = Llama(model_path=job["gguf"], n_ctx=512, n_threads=1, n_batch=512, logits_all=True, verbose=False)
     greedy, logprobs = [], []
     for ids in job["prompts"]:
         llm.reset()
