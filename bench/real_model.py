@@ -59,8 +59,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--eval-chars", type=int, default=1500, help="held-out characters per Korean domain / English")
     ap.add_argument("--prompts-per-attribute", type=int, default=1)
+    ap.add_argument("--server-prompts", type=int, default=None, help="at most this many suite prompts on the server")
     ap.add_argument("--max-lines", type=int, default=4000, help="corpus lines read per domain for training")
-    ap.add_argument("--stop-after", choices=["experts_moe", "llamacpp"], default=None,
+    ap.add_argument("--runtime-only", type=Path, default=None,
+                    help="skip stages 1-4: run llama.cpp parity and the server on this model folder only")
+    ap.add_argument("--stop-after", choices=["expand0", "experts_moe", "llamacpp"], default=None,
                     help="stop after this stage (a rerun resumes from the folders under --work)")
     return ap.parse_args()
 
@@ -75,6 +78,8 @@ def main() -> None:
     ko = korean_texts(args.eval_chars)
     en = english_texts(args.eval_chars)
     evalsets = {**{f"ko-{d}": t for d, t in ko.items()}, "en": en}
+    if args.runtime_only is not None:
+        return _runtime_only(args, out, t_start)
 
     # 1. base
     base = args.work / "base"
@@ -100,11 +105,14 @@ def main() -> None:
             toks[f"SmolLM2 + {k // 1000}k Korean"] = folder
         gguf = data / "tokenizers" / "gguf"
         peers = {**toks, "Llama-3": gguf / "ggml-vocab-llama-bpe.gguf", "Qwen2": gguf / "ggml-vocab-qwen2.gguf"}
-        out["tokenizers"] = {}
+        cached = args.work / "tokenizers.json"
+        out["tokenizers"] = json.loads(cached.read_text()) if cached.is_file() else {}
         for name, path in (("dev", data / "eval" / "dev_sentences.tsv"), ("ood", data / "eval" / "ood_sentences.tsv")):
-            res = compare_tokenizers(CompareConfig(tokenizers=peers, texts=[path], quiet=False))
-            out["tokenizers"][name] = {"rows": res.rows, "markdown": res.markdown}
-            print(f"\n### tokenizers on {name}\n\n{res.markdown}\n", flush=True)
+            if name not in out["tokenizers"]:
+                res = compare_tokenizers(CompareConfig(tokenizers=peers, texts=[path], quiet=False))
+                out["tokenizers"][name] = {"rows": res.rows, "markdown": res.markdown}
+                cached.write_text(json.dumps(out["tokenizers"], ensure_ascii=False))
+            print(f"\n### tokenizers on {name}\n\n{out['tokenizers'][name]['markdown']}\n", flush=True)
     tok_dir = toks[f"SmolLM2 + {args.sizes[-1] // 1000}k Korean"]
 
     # 3. expand: three inits, step 0 and after new-rows training, then all parameters from the best
@@ -121,11 +129,16 @@ def main() -> None:
             if not (exp / "config.json").is_file():
                 expand_model(ExpandConfig(model=base, tokenizer=tok_dir, out=exp, init=init, force=True))
             rows += score_all({f"{init}, step 0": (exp, exp)}, evalsets, args.work, n_old=n_base)
+            if args.stop_after == "expand0":
+                continue
             trained = _train(args.work / f"newrows-{init}", exp, mix, "new_rows", args.new_rows_steps, 2e-3,
                              train_common)
             rows += score_all({f"{init}, {args.new_rows_steps} new-row steps": (trained, trained)}, evalsets,
                               args.work, n_old=n_base)
         out["expand_rows"] = rows
+        if args.stop_after == "expand0":
+            print("\n" + markdown_table(rows) + "\n", flush=True)
+            return _finish(out, t_start, "real_model_partial")
         best = min((r for r in rows if "new-row steps" in r["model"]), key=lambda r: r["ko_mean"])
         init_best = best["model"].split(",")[0]
         out["expand_best_init"] = init_best
@@ -168,8 +181,20 @@ def main() -> None:
     # 6. real server: generate + judge + report
     with stage(out, "server"):
         out["server"] = serve_and_judge(args.work / "moe.gguf", args.server_python, args.work / "eval-run",
-                                        args.prompts_per_attribute)
+                                        args.prompts_per_attribute, args.server_prompts)
     _finish(out, t_start, "real_model")
+
+
+def _runtime_only(args: argparse.Namespace, out: dict[str, Any], t_start: float) -> None:
+    """Stages 5 and 6 on one given model folder (dense or MoE)."""
+    name = args.runtime_only.name
+    gguf = args.work / f"{name}.gguf"
+    with stage(out, "llamacpp"):
+        out["llamacpp"] = {name: llamacpp_parity(args.runtime_only, args.llama_cpp, args.server_python, gguf)}
+    with stage(out, "server"):
+        out["server"] = serve_and_judge(gguf, args.server_python, args.work / f"eval-run-{name}",
+                                        args.prompts_per_attribute, args.server_prompts)
+    _finish(out, t_start, f"real_model_runtime_{name}")
 
 
 def _finish(out: dict[str, Any], t_start: float, name: str) -> None:

@@ -186,27 +186,28 @@ def _subset(per_attribute: int) -> list[str]:
     return ids
 
 
-def serve_and_judge(gguf: Path, python: Path, run_dir: Path, per_attribute: int) -> dict[str, Any]:
+def serve_and_judge(gguf: Path, python: Path, run_dir: Path, per_attribute: int,
+                    limit: int | None = None) -> dict[str, Any]:
     """Serve `gguf` with llama-cpp-python's server; `mixnu generate` + `mixnu eval judge` + report against it."""
     from mixnu.cli import main as mixnu
     from mixnu.llama_server import free_port, llama_cpp_command, serve
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    ids = _subset(per_attribute)
+    ids = _subset(per_attribute)[:limit]
     res: dict[str, Any] = {"prompts": len(ids), "url": url}
     t0 = time.perf_counter()
-    cmd = llama_cpp_command(python, gguf, port, n_ctx=4096, n_threads=1, alias="mixnu-moe")
+    cmd = llama_cpp_command(python, gguf, port, n_ctx=4096, n_threads=1, alias="mixnu-real")
     with serve(cmd, url, run_dir.parent / "server.log", ready_timeout_s=300) as proc:
         res["pid"], res["ready_s"] = proc.pid, round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
-        rc = mixnu(["generate", "--out", str(run_dir), "--model", f"moe=openai-chat:mixnu-moe@{url}",
+        rc = mixnu(["generate", "--out", str(run_dir), "--model", f"{gguf.stem}=openai-chat:mixnu-real@{url}",
                     "--max-new-tokens", "64", "--temperature", "0", "--concurrency", "1",
                     "--set", f"prompt_ids={json.dumps(ids)}", "--set", "timeout_s=300", "--json",
                     str(run_dir.parent / "generate.json")])
         res["generate_rc"], res["generate_s"] = rc, round(time.perf_counter() - t1, 1)
         t2 = time.perf_counter()
-        rc = mixnu(["eval", "judge", str(run_dir), "--judge-url", url, "--judge-model", "mixnu-moe",
+        rc = mixnu(["eval", "judge", str(run_dir), "--judge-url", url, "--judge-model", "mixnu-real",
                     "--response-format", os.environ.get("REAL_JUDGE_FORMAT", "json_object"), "--concurrency", "1",
                     "--max-retries", "2", "--timeout", "300", "--set", "max_tokens=256",
                     "--json", str(run_dir.parent / "judge.json")])
