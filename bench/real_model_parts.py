@@ -208,7 +208,7 @@ def serve_and_judge(gguf: Path, python: Path, run_dir: Path, per_attribute: int,
         res["generate_rc"], res["generate_s"] = rc, round(time.perf_counter() - t1, 1)
         t2 = time.perf_counter()
         rc = mixnu(["eval", "judge", str(run_dir), "--judge-url", url, "--judge-model", "mixnu-real",
-                    "--response-format", os.environ.get("REAL_JUDGE_FORMAT", "json_object"), "--concurrency", "1",
+                    "--response-format", os.environ.get("REAL_JUDGE_FORMAT", "auto"), "--concurrency", "1",
                     "--max-retries", "2", "--timeout", "300", "--set", "max_tokens=256",
                     "--json", str(run_dir.parent / "judge.json")])
         res["judge_rc"], res["judge_s"] = rc, round(time.perf_counter() - t2, 1)
