@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import markdown_table, write_result
-from mixnu.shared import corpus_files, data_dir
+from mixnu.datasets import corpus_files, data_dir
 from real_model_parts import (
     english_texts,
     korean_texts,

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mixnu.datasets import heldout_files
 from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
-from mixnu.shared import heldout_files
 
 _EN_MODULES = ("argparse", "json", "pathlib", "shutil", "subprocess", "textwrap", "logging", "csv", "zipfile",
                "tarfile", "difflib", "statistics", "calendar", "datetime", "collections", "threading", "random")
