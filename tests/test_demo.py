@@ -32,11 +32,23 @@ def test_demo_fast_end_to_end(tmp_path, corpora, run_cli):
     rows = set(results["bits_per_char"])
     assert rows == {"base", "expert:law", "expert:daily", "weight-average",
                     "moe (data init, before router training)", "moe (random init, before router training)",
-                    "moe (data init, after router training)"}
+                    "moe (data init, after router training)", "dense (same steps)", "dense (same tokens)",
+                    "sparse upcycling"}
     assert all(set(v) == {"law", "daily"} and all(x > 0 for x in v.values()) for v in results["bits_per_char"].values())
     # every target is evaluated (pass or not) with its numbers
     assert set(results["targets"]) == {"moe_beats_base_and_average", "moe_within_3pct_of_oracle",
-                                       "min_expert_load_5pct", "experts_specialise"}
+                                       "min_expert_load_5pct", "experts_specialise", "moe_vs_baselines"}
+    vs = results["targets"]["moe_vs_baselines"]
+    assert set(vs) == {"dense (same steps)", "dense (same tokens)", "sparse upcycling"}
+    for name, v in vs.items():  # the comparison is computed from the table's numbers
+        moe, b = results["bits_per_char"]["moe (data init, after router training)"], results["bits_per_char"][name]
+        assert v["every_domain"] == all(moe[d] < b[d] for d in moe)
+        assert v["per_domain_pct"]["law"] == pytest.approx(100 * (moe["law"] / b["law"] - 1), abs=0.01)
+    # fast: experts 2 steps, router stage 2 steps, batch 4 -> same steps 2 + 2, same tokens (2*2*4 + 2*4) / 4
+    assert [results["train"][n]["steps"] for n in vs] == [4, 6, 2]
+    cost = results["cost"]
+    assert cost["sparse upcycling"] == cost["moe (data init, after router training)"]
+    assert cost["dense (same steps)"]["active_params"] < cost["sparse upcycling"]["active_params"]
     assert printed["targets"] == results["targets"]
     routing = results["routing"]["moe (data init, after router training)"]
     assert len(routing["top1"]["law"]) == 2 and len(routing["top1"]["law"][0]) == 2  # 2 layers x 2 experts
@@ -49,6 +61,7 @@ def test_demo_fast_end_to_end(tmp_path, corpora, run_cli):
         assert tok_rows[2]["vocab"] <= results["config"]["tokenizer"]["korean_vocab_size"]
     assert set(results["generations"]) == rows and all(len(g) == 1 for g in results["generations"].values())
     summary = (out / "summary.md").read_text()
+    assert "| MoE beats dense (same steps) on every domain | " in summary
     for section in ("## Held-out bits per character", "## Targets", "## Tokenizers", "## Wall time per step",
                     "## Generations"):
         assert section in summary

@@ -109,6 +109,9 @@ class DemoConfig(StageConfig):
     route: TrainPart = Field(default_factory=lambda: TrainPart(steps=100, lr=1e-3, trainable="router_and_all",
                                                                router_aux_loss_coef=0.02))
     eval: EvalPart = Field(default_factory=EvalPart)
+    baselines: list[Literal["dense_same_steps", "dense_same_tokens", "sparse_upcycling"]] = Field(
+        ["dense_same_steps", "dense_same_tokens", "sparse_upcycling"],
+        description="what the MoE is compared with, each trained on the router stage's data (mixnu.baselines)")
     keep_models: bool = True
     fast: bool = Field(False, description="a few steps of everything: checks the pipeline, not the targets")
     force: bool = False
@@ -232,19 +235,36 @@ def _init_base(cfg: DemoConfig, tok_dir: Path, out: Path) -> Path:
     return out
 
 
+def _fields(cfg: DemoConfig, part: TrainPart, model: Path, data: list[Path], out: Path, seed: int) -> dict[str, Any]:
+    """`TrainConfig` fields of one training step of the demo."""
+    return dict(model=model, data=data, out=out, steps=part.steps, lr=part.lr, batch_size=part.batch_size,
+                seq_len=cfg.model.seq_len, warmup_steps=part.warmup_steps, weight_decay=part.weight_decay,
+                trainable=part.trainable, max_lines=cfg.max_lines, eval_tokens=1024, seed=seed, cpu=True,
+                precision="fp32", cache_dir=out.parent / ".cache", log_every=max(1, part.steps // 10),
+                quiet=cfg.quiet, force=True)
+
+
+def _route_config(cfg: DemoConfig, model: Path, data: list[Path], out: Path) -> Any:
+    from mixnu.route import RouteConfig
+
+    return RouteConfig(**_fields(cfg, cfg.route, model, data, out, cfg.seed + 9), router_lr=cfg.route.router_lr,
+                       router_aux_loss_coef=cfg.route.router_aux_loss_coef)
+
+
 def _train(cfg: DemoConfig, part: TrainPart, model: Path, data: list[Path], out: Path, seed: int) -> Any:
-    from mixnu.route import RouteConfig, train_router
     from mixnu.train import TrainConfig, train
 
-    fields = dict(model=model, data=data, out=out, steps=part.steps, lr=part.lr, batch_size=part.batch_size,
-                  seq_len=cfg.model.seq_len, warmup_steps=part.warmup_steps, weight_decay=part.weight_decay,
-                  trainable=part.trainable, max_lines=cfg.max_lines, eval_tokens=1024, seed=seed, cpu=True,
-                  precision="fp32", cache_dir=out.parent / ".cache", log_every=max(1, part.steps // 10),
-                  quiet=cfg.quiet, force=True)
-    if part.trainable in ("router", "router_and_all"):
-        return train_router(RouteConfig(**fields, router_lr=part.router_lr,
-                                        router_aux_loss_coef=part.router_aux_loss_coef))
-    return train(TrainConfig(**fields))
+    return train(TrainConfig(**_fields(cfg, part, model, data, out, seed)))
+
+
+def _baseline(cfg: DemoConfig, kind: str, route: Any, work: Path, n_experts: int) -> Any:
+    """One of `mixnu.baselines`' runs against this demo's BTX budget."""
+    from mixnu.baselines import BaselinesConfig, train_baselines
+
+    return train_baselines(BaselinesConfig(base=work / "base", route=route, out=work / "baselines",
+                                           experts=n_experts, experts_per_token=cfg.merge.experts_per_token,
+                                           expert_steps=cfg.experts.steps, expert_batch_size=cfg.experts.batch_size,
+                                           which=[kind]))
 
 
 def _balanced(files: dict[str, Path]) -> list[Path]:
@@ -288,13 +308,15 @@ def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
 
 def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -> dict[str, Any]:
     """bits/char of every model; routing stats of every MoE; generations."""
+    from mixnu.baselines import model_cost
     from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
     from mixnu.route import analyze_routing
 
     texts = {d: read_texts(p, cfg.eval.max_chars) for d, p in held.items()}
-    out: dict[str, Any] = {"scores": {}, "routing": {}, "generations": {}}
+    out: dict[str, Any] = {"scores": {}, "routing": {}, "generations": {}, "cost": {}}
     for name, path in models.items():
         model, tok = load_model(path), load_tokenizer(path)
+        out["cost"][name] = model_cost(model.config, cfg.model.seq_len)
         kw = dict(name=name, max_length=cfg.eval.max_length, batch_size=cfg.eval.batch_size, quiet=cfg.quiet)
         if getattr(model.config, "num_local_experts", None):
             stats = analyze_routing(model, tok, texts, **kw)
@@ -313,6 +335,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from transformers.utils import logging as hf_logging
 
     from mixnu import demo_report as report
+    from mixnu.route import train_router
 
     t_start = time.perf_counter()
     hf_logging.disable_progress_bar()  # the stages show their own progress; keeps --quiet quiet
@@ -346,13 +369,18 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                                         work / f"moe-{init_kind}", init_kind)
         first = cfg.merge.router_inits[0]
         route_data = _balanced(files) if cfg.route.balance_domains else data
-        route_res = clock.run("route", _train, cfg, cfg.route, moes[first], route_data, work / "moe-routed",
-                              cfg.seed + 9)
+        route_cfg = _route_config(cfg, moes[first], route_data, work / "moe-routed")
+        route_res = clock.run("route", train_router, route_cfg)
         train_info["route"] = report.train_info(route_res.train) | {"expert_load": route_res.expert_load}
+        baselines = {}
+        for kind in cfg.baselines:
+            b = clock.run(f"baseline:{kind}", _baseline, cfg, kind, route_cfg, work, len(experts))
+            baselines |= b.models
+            train_info |= {k: report.train_info(v) for k, v in b.train.items()}
         models = {"base": work / "base", **{f"expert:{d}": p for d, p in experts.items()},
                   "weight-average": work / "average",
                   **{f"moe ({k} init, before router training)": p for k, p in moes.items()},
-                  f"moe ({first} init, after router training)": work / "moe-routed"}
+                  f"moe ({first} init, after router training)": work / "moe-routed", **baselines}
         ev = clock.run("evaluate", _evaluate, cfg, models, held)
         wall = round(time.perf_counter() - t_start, 1)
         result = report.write(tmp, cfg, ev, tok_table, train_info, clock.steps, wall, machine, source)

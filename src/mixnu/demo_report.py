@@ -55,16 +55,51 @@ def check_targets(bpc: dict[str, dict[str, float]], domains: list[str], moe: str
         "min_expert_load_5pct": {"pass": min_load >= 0.05, "min_top1_share": round(min_load, 4)},
         "experts_specialise": {"pass": all(v["vs_base_pct"] <= -4.0 and v["best_on_own_domain"] for v in own.values()),
                                "per_domain": own},
+        "moe_vs_baselines": vs_baselines(bpc, domains, moe),
     }
 
 
-def results_table(bpc: dict[str, dict[str, float]], domains: list[str]) -> str:
-    head = "| model | " + " | ".join(domains) + " | mean |"
-    lines = [head, "|---|" + "---:|" * (len(domains) + 1)]
+BASELINES = ("dense (same steps)", "dense (same tokens)", "sparse upcycling")
+
+
+def vs_baselines(bpc: dict[str, dict[str, float]], domains: list[str], moe: str) -> dict[str, Any]:
+    """The MoE against each baseline present: % difference per domain and of the mean (negative = MoE better)."""
+    m = bpc[moe]
+    m_mean = sum(m[d] for d in domains) / len(domains)
+    out = {}
+    for name in (b for b in BASELINES if b in bpc):
+        b = bpc[name]
+        b_mean = sum(b[d] for d in domains) / len(domains)
+        out[name] = {"every_domain": all(m[d] < b[d] for d in domains), "mean": m_mean < b_mean,
+                     "mean_pct": round(100 * (m_mean / b_mean - 1), 2),
+                     "per_domain_pct": {d: round(100 * (m[d] / b[d] - 1), 2) for d in domains}}
+    return out
+
+
+def baseline_rows(t: dict[str, Any]) -> list[str]:
+    """Target-table rows that name each comparison plainly: 'beats dense (same steps) on every domain: no'."""
+    rows = []
+    for name, v in t.items():
+        per = ", ".join(f"{d} {x:+.2f}%" for d, x in v["per_domain_pct"].items())
+        rows.append(f"| MoE beats {name} on every domain | {_yn(v['every_domain'])} | {per} |")
+        rows.append(f"| MoE beats {name} on the mean | {_yn(v['mean'])} | {v['mean_pct']:+.2f}% |")
+    return rows
+
+
+def results_table(bpc: dict[str, dict[str, float]], domains: list[str],
+                  cost: dict[str, dict[str, int]] | None = None) -> str:
+    """Models x domains (bits/char, best per domain in bold), their mean, and each model's cost per token."""
+    cost = cost or {}
+    head = "| model | " + " | ".join(domains) + " | mean |" + (" active params | fwd MFLOPs/token |" if cost else "")
+    lines = [head, "|---|" + "---:|" * (len(domains) + 1 + (2 if cost else 0))]
+    best = {d: min(r[d] for r in bpc.values()) for d in domains}
     for name, row in bpc.items():
-        best = {d: min(r[d] for r in bpc.values()) for d in domains}
         cells = [f"**{row[d]:.4f}**" if row[d] == best[d] else f"{row[d]:.4f}" for d in domains]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row[d] for d in domains) / len(domains):.4f} |")
+        line = f"| {name} | " + " | ".join(cells) + f" | {sum(row[d] for d in domains) / len(domains):.4f} |"
+        if cost:
+            c = cost.get(name)
+            line += f" {c['active_params']:,} | {c['forward_flops_per_token'] / 1e6:.2f} |" if c else " | |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -103,7 +138,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
     moe_after = [n for n in bpc if n.endswith("after router training)")][0]
     stats = ev["routing"][moe_after]
     targets = check_targets(bpc, domains, moe_after, stats.min_load)
-    table = results_table(bpc, domains)
+    table = results_table(bpc, domains, ev.get("cost"))
     plot_bpc(bpc, domains, folder / "bits_per_char.png")
     names = [f"E{i} ({d})" for i, d in enumerate(n[len("expert:"):] for n in bpc if n.startswith("expert:"))]
     plot_heatmap(stats, folder / "routing_heatmap.png", f"top-1 routing share: {moe_after}", names)
@@ -128,7 +163,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         + "; ".join(f"{d}: {v['vs_base_pct']:+.2f}%{'' if v['best_on_own_domain'] else ' (not best)'}"
                     for d, v in t["experts_specialise"]["per_domain"].items()) + " |",
         f"| whole demo ≤ 15 min | {_yn(wall <= 900)} | {wall / 60:.1f} min |",
-    ]
+    ] + baseline_rows(t["moe_vs_baselines"])
     gens = [f"**{name}**\n" + "\n".join(f"- {cfg.eval.prompt}▸ {g.strip()!r}" for g in texts)
             for name, texts in ev["generations"].items()]
     step_md = ["| step | wall (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in steps.items()]
@@ -144,6 +179,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         "# mixnu demo (toy scale)",
         *([f"Data: {data.name} (sha256 `{data.sha256}`)"] if data is not None else []),
         "## Held-out bits per character (lower is better; bold = best per domain)", table,
+        BASELINE_NOTE,
         "## Targets", "\n".join(tgt_md),
         "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats, names),
         "![routing heatmap](routing_heatmap.png)\n\n![load per layer](routing_layers.png)\n\n"
@@ -158,8 +194,17 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         "config": cfg.model_dump(mode="json"),
         "data": {"name": data.name, "sha256": data.sha256} if data is not None else None, "bits_per_char": bpc, "targets": targets,
         "scores": to_jsonable(ev["scores"]), "routing": {k: to_jsonable(v) for k, v in ev["routing"].items()},
-        "tokenizers": tok_table["rows"], "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall, "machine": machine})
+        "cost": ev.get("cost", {}), "tokenizers": tok_table["rows"], "train": train, "generations": ev["generations"], "steps": steps, "wall_s": wall, "machine": machine})
     return {"table": table, "targets": targets}
+
+
+BASELINE_NOTE = (
+    "Baselines (`mixnu.baselines`, each from the same base, on the router stage's data and settings): "
+    "*dense (same steps)* trains the base for the experts' steps + the router stage's steps (experts run in "
+    "parallel); *dense (same tokens)* for the experts' and the router stage's tokens together; *sparse "
+    "upcycling* (Komatsuzaki et al. 2023) trains a MoE of copies of the base's MLP for the router stage's "
+    "steps. Active params: per token (top-k of the experts); forward FLOPs per token: 2 x matmul params "
+    "+ attention over the training sequence length.")
 
 
 def _yn(ok: bool) -> str:

@@ -1,13 +1,20 @@
 """Held-out bits per character and perplexity per token, per domain (`mixnu ppl`).
 
+This module holds the package's ONE definition of bits per character; `mixnu ppl`, the training
+loop's held-out evaluation (`mixnu.train.evaluate`), routing analysis and the demo all score
+through `tokenize_domain` -> `run_windows` -> `bits_per_char`, so a figure with that name means
+the same thing everywhere (a test checks `train`'s final figure against `mixnu ppl`).
+
 Bits per character is the tokenizer-independent unit: the total negative log-likelihood of a
 text in nats, divided by ln 2 and by the number of its characters (Python `len`, i.e. Unicode
-code points of the NFC text). Models with different tokenizers (Llama-2's and an extended one)
-compare fairly on it. Perplexity per token (`exp(nll / tokens)`) is reported too, but only
-compares models that share a tokenizer.
+code points of the NFC text, newlines not counted). Models with different tokenizers (Llama-2's
+and an extended one) compare fairly on it. Perplexity per token (`exp(nll / tokens)`) is reported
+too, but only compares models that share a tokenizer.
 
 How a text is scored: every non-blank line of a file is one document, tokenized as
-`BOS + text` (no EOS). Every text token is scored exactly once. Lines longer than the window
+`BOS + text`. Every text token is scored exactly once; BOS is context only, and no EOS is
+appended or scored (the end of a document is not predicted), nor does a document see the one
+before it. Lines longer than the window
 (`max_length` tokens) are scored with sliding windows: each later window starts `stride` tokens
 after the previous one and scores only the tokens not scored yet, so each of them sees at least
 `max_length - stride` tokens of context. Windows are sorted by length and batched with right
@@ -244,11 +251,16 @@ def run_windows(model: Any, windows: Sequence[Window], batch_size: int, quiet: b
     return {d: (v[0], int(v[1])) for d, v in totals.items()}
 
 
+def bits_per_char(nll_nats: float, chars: int) -> float:
+    """Bits per character: summed NLL in nats (from `run_windows`) / ln 2 / characters (see the module docstring)."""
+    return nll_nats / math.log(2) / max(chars, 1)
+
+
 def domain_score(domain: str, texts: Sequence[str], nll: float, tokens: int) -> DomainScore:
     """Turn totals into bits/char and perplexity/token."""
     chars = sum(len(t) for t in texts)
     return DomainScore(domain=domain, lines=len(texts), chars=chars, tokens=tokens, nll_nats=nll,
-                       bits_per_char=nll / math.log(2) / max(chars, 1),
+                       bits_per_char=bits_per_char(nll, chars),
                        ppl_token=math.exp(nll / tokens) if tokens else float("nan"))
 
 

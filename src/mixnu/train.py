@@ -33,16 +33,20 @@ from pydantic import Field, model_validator
 
 from mixnu.config import StageConfig, dump_config
 from mixnu.errors import CheckpointError, ConfigError
-from mixnu.io import append_jsonl, atomic_dir, check_output, read_jsonl, write_json, write_jsonl, write_text
-from mixnu.train_ckpt import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
-from mixnu.train_data import (
-    TokenizedDocs,
-    batch_indices,
-    eval_windows,
-    pack_blocks,
-    sum_nats,
-    tokenize_docs,
+from mixnu.io import (
+    append_jsonl,
+    atomic_dir,
+    check_output,
+    read_corpus,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text,
 )
+from mixnu.perplexity import Window, bits_per_char, run_windows, tokenize_domain
+from mixnu.text import body_ids
+from mixnu.train_ckpt import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
+from mixnu.train_data import batch_indices, pack_blocks, split_docs, tokenize_docs
 from mixnu.train_dist import make_accelerator
 
 Trainable = Literal["all", "embeddings", "new_rows", "lora", "mlp", "router", "router_and_all"]
@@ -254,36 +258,66 @@ def _wrap_lora(model, cfg: TrainConfig):
     return get_peft_model(model, lcfg)
 
 
-def _load_eval(cfg: TrainConfig, tokenizer) -> dict[str, TokenizedDocs]:
-    files = cfg.eval_data or cfg.data
-    part = "all" if cfg.eval_data else "eval"
-    return {Path(f).name: tokenize_docs(f, tokenizer, part=part, eval_fraction=cfg.eval_fraction,
-                                        max_lines=None if cfg.eval_data else cfg.max_lines,
-                                        cache_dir=cfg.cache_dir).first_docs(cfg.eval_tokens) for f in files}
+@dataclass(frozen=True)
+class EvalSet:
+    """One held-out file as `mixnu.perplexity` scores it: its windows and its character count."""
+
+    windows: list[Window]
+    chars: int
 
 
-def evaluate(model, evals: dict[str, TokenizedDocs], cfg: TrainConfig, pad_id: int, accelerator) -> dict:
-    """Loss and bits/char per eval file and overall; windows are sharded over processes and summed."""
+def _leading_docs(tokenizer, docs: list[str], max_tokens: int) -> list[str]:
+    """The leading documents whose scored tokens (text + BOS) add up to at most `max_tokens` (at least one)."""
+    kept, n = [], 0
+    for i in range(0, len(docs), 64):
+        chunk = docs[i: i + 64]
+        for text, ids in zip(chunk, body_ids(tokenizer, chunk), strict=True):
+            n += len(ids) + 1
+            if kept and n > max_tokens:
+                return kept
+            kept.append(text)
+    return kept
+
+
+def _load_eval(cfg: TrainConfig, tokenizer) -> dict[str, EvalSet]:
+    """Held-out documents per eval file (`eval_data`, else the tail of each data file), cut into windows of
+    `seq_len` tokens with stride `seq_len // 2` exactly as `mixnu ppl --max-length seq_len` cuts them."""
+    out = {}
+    for f in cfg.eval_data or cfg.data:
+        docs = read_corpus(f, max_lines=None if cfg.eval_data else cfg.max_lines)
+        if not cfg.eval_data:
+            docs = split_docs(docs, "eval", cfg.eval_fraction)
+        docs = _leading_docs(tokenizer, docs, cfg.eval_tokens)
+        name = Path(f).name
+        out[name] = EvalSet(tokenize_domain(tokenizer, name, docs, cfg.seq_len, cfg.seq_len // 2),
+                            sum(len(d) for d in docs))
+    return out
+
+
+def evaluate(model, evals: dict[str, EvalSet], cfg: TrainConfig, pad_id: int, accelerator) -> dict:
+    """Loss (nats per scored token) and bits/char per eval file and overall.
+
+    Bits/char is `mixnu.perplexity`'s one definition (each document scored as BOS + text, EOS not
+    scored, characters without newlines), computed by the same `run_windows`, so the final figure
+    equals `mixnu ppl --max-length <seq_len>` on the same text. Windows are sharded over processes
+    and the sums reduced.
+    """
     model.eval()
     out, tot_nats, tot_tok, tot_chars = {}, 0.0, 0, 0
-    for name, docs in evals.items():
-        inputs, labels = eval_windows(docs, cfg.seq_len, pad_id)
+    r, p = accelerator.process_index, accelerator.num_processes
+    for name, ev in evals.items():
+        per = -(-len(ev.windows) // p)
+        mine = ev.windows[r * per: (r + 1) * per]
         # every process runs the same number of batches (FSDP/ZeRO-3 gather weights in each forward):
-        # pad to a multiple of the process count with windows whose labels are all masked
-        r, p = accelerator.process_index, accelerator.num_processes
-        per = -(-inputs.shape[0] // p)
-        extra = per * p - inputs.shape[0]
-        inputs = torch.cat([inputs, torch.full((extra, cfg.seq_len), pad_id, dtype=torch.long)])
-        labels = torch.cat([labels, torch.full((extra, cfg.seq_len), -100, dtype=torch.long)])
-        mine = slice(r * per, (r + 1) * per)
-        nats, count = sum_nats(model, inputs[mine], labels[mine], cfg.eval_batch_size, accelerator.device)
+        # fill up with windows that score nothing
+        mine += [Window(name, [pad_id, pad_id], [-100, -100])] * (per - len(mine))
+        nats, count = run_windows(model, mine, cfg.eval_batch_size).get(name, (0.0, 0))
         sums = accelerator.reduce(torch.tensor([nats, float(count)], dtype=torch.float64,
                                                device=accelerator.device), reduction="sum")
         nats, count = float(sums[0]), int(sums[1])
-        chars = int(docs.doc_chars.sum())
-        out[name] = {"loss": nats / max(count, 1), "bpc": nats / math.log(2) / max(chars, 1)}
-        tot_nats, tot_tok, tot_chars = tot_nats + nats, tot_tok + count, tot_chars + chars
-    out["all"] = {"loss": tot_nats / max(tot_tok, 1), "bpc": tot_nats / math.log(2) / max(tot_chars, 1)}
+        out[name] = {"loss": nats / max(count, 1), "bpc": bits_per_char(nats, ev.chars)}
+        tot_nats, tot_tok, tot_chars = tot_nats + nats, tot_tok + count, tot_chars + ev.chars
+    out["all"] = {"loss": tot_nats / max(tot_tok, 1), "bpc": bits_per_char(tot_nats, tot_chars)}
     model.train()
     return out
 

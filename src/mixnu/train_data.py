@@ -1,12 +1,12 @@
-"""Training data for `mixnu train`: tokenise corpus files, pack them into blocks, and score text in bits/char.
+"""Training data for `mixnu train`: tokenise corpus files and pack them into blocks.
 
 - `tokenize_docs` tokenises a corpus file with the model's tokenizer through `datasets.map`, caching the
   result as an Arrow file keyed by (file sha256, tokenizer fingerprint, line range), so a second run on the
   same data starts in milliseconds.
 - `pack_blocks` concatenates documents (each `[BOS] ids [EOS]`) into one stream and cuts it into
   fixed-length blocks `(N, L)`; the tail shorter than a block is dropped.
-- `eval_windows` cuts a held-out stream into windows that overlap by one token, so that every token after
-  the first is predicted exactly once: total nats / ln 2 / characters is the text's bits per character.
+- Held-out text is not scored here: `mixnu.train.evaluate` uses `mixnu.perplexity`'s one definition of
+  bits per character (each document BOS + text, EOS not scored), the same code as `mixnu ppl`.
 - `batch_indices` is the data order: a seeded permutation of all blocks per epoch, a pure function of
   (seed, position), so a resumed run reads exactly the blocks the uninterrupted run would have read.
 """
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +58,8 @@ class TokenizedDocs:
     def n_tokens(self) -> int:
         return int(self.ids.shape[0])
 
-    def first_docs(self, max_tokens: int) -> TokenizedDocs:
-        """The leading whole documents holding at most `max_tokens` tokens (at least one document)."""
-        ends = np.cumsum(self.doc_lens)
-        k = max(1, int(np.searchsorted(ends, max_tokens, side="right")))
-        return TokenizedDocs(self.ids[: int(ends[k - 1])], self.doc_lens[:k], self.doc_chars[:k])
 
-
-def _split_docs(docs: list[str], part: str, eval_fraction: float) -> list[str]:
+def split_docs(docs: list[str], part: str, eval_fraction: float) -> list[str]:
     """`all`, or the `train` head / `eval` tail (last `eval_fraction` of the documents, at least one)."""
     if part == "all":
         return docs
@@ -80,7 +73,7 @@ def tokenize_docs(path: Path, tokenizer, *, part: str = "all", eval_fraction: fl
                   max_lines: int | None = None, cache_dir: Path | None = None) -> TokenizedDocs:
     """Tokenise the documents of `path` (a `.txt`/`.jsonl`[.gz] corpus) with `tokenizer`, with caching.
 
-    `part` is `all`, `train` or `eval` (see `_split_docs`). The tokenised documents are written by
+    `part` is `all`, `train` or `eval` (see `split_docs`). The tokenised documents are written by
     `datasets.Dataset.map` to `<cache_dir>/<key>.arrow`; a later call with the same file contents,
     tokenizer and split reads that file instead of tokenising again.
     """
@@ -104,7 +97,7 @@ def tokenize_docs(path: Path, tokenizer, *, part: str = "all", eval_fraction: fl
     else:
         ds = None
     if ds is None:
-        docs = _split_docs(read_corpus(path, max_lines=max_lines), part, eval_fraction)
+        docs = split_docs(read_corpus(path, max_lines=max_lines), part, eval_fraction)
 
         def encode(batch: dict[str, list[str]]) -> dict[str, list]:
             # `[BOS] body [EOS]`, special-token spellings in the text encoded as text (mixnu.text)
@@ -142,24 +135,6 @@ def pack_blocks(docs: TokenizedDocs, seq_len: int, source: str = "data") -> torc
     return torch.from_numpy(docs.ids[: n * seq_len].reshape(n, seq_len).copy())
 
 
-def eval_windows(docs: TokenizedDocs, seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows `(W, seq_len)` and labels over the stream, overlapping by one token.
-
-    Window k holds tokens `[k(L-1), k(L-1)+L)`; its labels mask nothing but the padding of the last
-    window (-100), so over all windows each token 1..T-1 is a prediction target exactly once.
-    """
-    stream = torch.from_numpy(docs.ids)
-    stride = seq_len - 1
-    n_win = max(1, math.ceil((stream.numel() - 1) / stride))
-    inputs = torch.full((n_win, seq_len), pad_id, dtype=torch.long)
-    labels = torch.full((n_win, seq_len), -100, dtype=torch.long)
-    for k in range(n_win):
-        chunk = stream[k * stride: k * stride + seq_len]
-        inputs[k, : chunk.numel()] = chunk
-        labels[k, : chunk.numel()] = chunk
-    return inputs, labels
-
-
 def batch_indices(start: int, count: int, n_blocks: int, seed: int) -> torch.Tensor:
     """Block indices at global positions `[start, start+count)` of the data order.
 
@@ -176,34 +151,3 @@ def batch_indices(start: int, count: int, n_blocks: int, seed: int) -> torch.Ten
         filled += take
         pos += take
     return out
-
-
-@torch.no_grad()
-def sum_nats(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device) -> tuple[float, int]:
-    """Sum of next-token cross-entropy (nats) and number of predicted tokens over windows."""
-    total, count = 0.0, 0
-    for i in range(0, inputs.shape[0], batch_size):
-        x = inputs[i: i + batch_size].to(device)
-        y = labels[i: i + batch_size].to(device)
-        logits = model(input_ids=x, use_cache=False).logits.float()  # (B, L, V)
-        tgt = y[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        total += float(nll)
-        count += int((tgt != -100).sum())
-    return total, count
-
-
-def bits_per_char(model, docs: TokenizedDocs, seq_len: int, pad_id: int, batch_size: int = 8,
-                  device="cpu") -> dict[str, float]:
-    """Bits per character of `docs` under `model`: total nats / ln 2 / characters (see `eval_windows`)."""
-    was_training = model.training
-    model.eval()
-    inputs, labels = eval_windows(docs, seq_len, pad_id)
-    nats, count = sum_nats(model, inputs, labels, batch_size, device)
-    if was_training:
-        model.train()
-    chars = int(docs.doc_chars.sum())
-    return {"loss": nats / max(count, 1), "bpc": nats / math.log(2) / max(chars, 1), "tokens": count,
-            "chars": chars}
