@@ -31,11 +31,11 @@ from _common import RESULTS, markdown_table, write_result
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "top-1": ("top-1 routing (demo experts)", {"merge": {"experts_per_token": 1}}),
     "router 200": ("router stage 200 steps (demo experts)", {"route": {"steps": 200, "warmup_steps": 20}}),
+    "experts 100": ("experts 100 steps", {"experts": {"steps": 100, "warmup_steps": 10}}),
+    "experts 400": ("experts 400 steps", {"experts": {"steps": 400, "warmup_steps": 40}}),
     "router 100, routers only": ("router stage 100 steps, routers only (demo experts)",
                                  {"route": {"steps": 100, "warmup_steps": 10, "trainable": "router",
                                             "lr": 1e-3}}),
-    "experts 100": ("experts 100 steps", {"experts": {"steps": 100, "warmup_steps": 10}}),
-    "experts 400": ("experts 400 steps", {"experts": {"steps": 400, "warmup_steps": 40}}),
     "experts lr 3e-3": ("experts lr 3e-3", {"experts": {"lr": 3e-3}}),
     "mlp experts 400, lr 1e-2": ("experts MLP-only, 400 steps, lr 1e-2 (trunk shared)",
                                  {"experts": {"steps": 400, "warmup_steps": 40, "lr": 1e-2, "trainable": "mlp"}}),
@@ -55,9 +55,12 @@ def _key(cfg: Any, *parts: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _experts(cfg: Any, work: Path, base: Path, files: dict[str, Path]) -> dict[str, Path]:
+def _experts(cfg: Any, demo_cfg: Any, demo: Path, work: Path, base: Path,
+             files: dict[str, Path]) -> dict[str, Path]:
     from mixnu.demo import _train
 
+    if cfg.experts == demo_cfg.experts and all((demo / "models" / f"expert-{d}").is_dir() for d in files):
+        return {d: demo / "models" / f"expert-{d}" for d in files}
     folder = work / f"experts-{_key(cfg, 'experts')}"
     out = {}
     for i, (d, path) in enumerate(files.items()):
@@ -81,7 +84,7 @@ def _moe(cfg: Any, work: Path, base: Path, experts: dict[str, Path], files: dict
     return routed
 
 
-def _dense(cfg: Any, demo_cfg: Any, work: Path, base: Path, files: dict[str, Path],
+def _dense(cfg: Any, demo_cfg: Any, demo: Path, work: Path, base: Path, files: dict[str, Path],
            n_experts: int) -> tuple[Path, int]:
     """dense (same steps) for this variant's budget, with the demo's router-stage settings (not the variant's)."""
     from mixnu.baselines import BaselinesConfig, budget_steps, train_baselines
@@ -94,6 +97,10 @@ def _dense(cfg: Any, demo_cfg: Any, work: Path, base: Path, files: dict[str, Pat
                          expert_batch_size=cfg.experts.batch_size, which=["dense_same_steps"])
     steps = budget_steps(bc)["dense_same_steps"]
     folder = work / f"dense-{steps}"
+    demo_dense = demo / "models" / "baselines" / "dense-same-steps"
+    if (demo_dense / "train_result.json").is_file() and json.loads(
+            (demo_dense / "train_result.json").read_text())["steps"] == steps:
+        return demo_dense, steps  # the demo's own run: same base, data and settings
     if not (folder / "config.json").is_file():
         res = train_baselines(bc.model_copy(update={"out": work / f".dense-{steps}"}))
         os.replace(res.models["dense (same steps)"], folder)
@@ -122,48 +129,69 @@ def _row(name: str, what: str, moe: dict[str, float], dense: dict[str, float], d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, default=Path("demo-out"), help="a finished `make demo` folder (models kept)")
+    ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "recipes/toy/demo.yaml",
+                    help="the demo's recipe (the settings every variant starts from)")
+    ap.add_argument("--base", type=Path, default=None, help="base checkpoint (default: DEMO/models/base)")
     ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".recipe-work")
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all, in order)")
     args = ap.parse_args()
 
     import torch
 
+    from mixnu.config import load_config
     from mixnu.demo import DemoConfig, _inputs
     from mixnu.perplexity import read_texts
 
     torch.set_num_threads(1)
-    demo = json.loads((args.demo / "results.json").read_text())
-    base_cfg = DemoConfig.model_validate(demo["config"])
-    base = args.demo / "models" / "base"
+    base_cfg = load_config(DemoConfig, args.recipe)
+    base = args.base or args.demo / "models" / "base"
     files, held = _inputs(base_cfg)
     texts = {d: read_texts(p, base_cfg.eval.max_chars) for d, p in held.items()}
-    bpc = demo["bits_per_char"]
-    moe_name = next(n for n in bpc if n.endswith("after router training)"))
-    rows = [_row("demo", "the demo's recipe (from its results.json)", bpc[moe_name], bpc["dense (same steps)"],
-                 demo["train"]["dense (same steps)"]["steps"], wall_s=demo["wall_s"],
-                 vs_same_tokens_mean_pct=demo["targets"]["moe_vs_baselines"]["dense (same tokens)"]["mean_pct"])]
+    done = {r["variant"]: r for r in _previous()}  # rows of earlier runs are kept, this run's replace them
+    done |= {r["variant"]: r for r in _demo_row(args.demo)}
     names = [n for n in (args.only.split(",") if args.only else VARIANTS) if n]
     args.work.mkdir(parents=True, exist_ok=True)
     for name in names:
         what, overrides = VARIANTS[name]
         cfg = _variant_cfg(base_cfg, overrides, args.work / "unused")
         t0 = time.perf_counter()
-        experts = _experts(cfg, args.work, base, files)
+        experts = _experts(cfg, base_cfg, args.demo, args.work, base, files)
         moe = _moe(cfg, args.work, base, experts, files)
-        dense, steps = _dense(cfg, base_cfg, args.work, base, files, len(files))
-        rows.append(_row(name, what, _score(moe, texts, cfg), _score(dense, texts, cfg), steps,
-                         wall_s=round(time.perf_counter() - t0, 1), loadavg=round(os.getloadavg()[0], 2)))
-        _write(rows)
-        print(markdown_table([{k: v for k, v in r.items() if not k.endswith("_bpc")} for r in rows]), flush=True)
+        dense, steps = _dense(cfg, base_cfg, args.demo, args.work, base, files, len(files))
+        done[name] = _row(name, what, _score(moe, texts, cfg), _score(dense, texts, cfg), steps,
+                          wall_s=round(time.perf_counter() - t0, 1), loadavg=round(os.getloadavg()[0], 2))
+        print(_write(done), flush=True)
+    print(_write(done))
 
 
-def _write(rows: list[dict[str, Any]]) -> None:
-    cols = [k for k in rows[0] if not k.endswith("_bpc") and k not in ("wall_s", "vs_same_tokens_mean_pct")]
+def _previous() -> list[dict[str, Any]]:
+    path = RESULTS / "recipe_search.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
+
+
+def _demo_row(demo: Path) -> list[dict[str, Any]]:
+    """The demo's own MoE vs dense (same steps), from its results.json (none if it is not there yet)."""
+    if not (demo / "results.json").is_file():
+        return []
+    res = json.loads((demo / "results.json").read_text())
+    bpc = res["bits_per_char"]
+    moe = next(n for n in bpc if n.endswith("after router training)"))
+    return [_row("demo", "the demo's recipe (its results.json)", bpc[moe], bpc["dense (same steps)"],
+                 res["train"]["dense (same steps)"]["steps"], wall_s=res["wall_s"],
+                 vs_same_tokens_mean_pct=res["targets"]["moe_vs_baselines"]["dense (same tokens)"]["mean_pct"])]
+
+
+def _write(done: dict[str, dict[str, Any]]) -> str:
+    rows = [done[n] for n in ["demo", *VARIANTS] if n in done]
+    if not rows:
+        return "(no rows yet)"
+    cols = [k for k in rows[-1] if not k.endswith("_bpc") and k not in ("wall_s", "loadavg", "vs_same_tokens_mean_pct")]
     table = markdown_table([{k: r.get(k) for k in cols + ["wall_s"]} for r in rows], cols + ["wall_s"])
     write_result("recipe_search", {"rows": rows, "table": table})
     (RESULTS / "recipe_search.md").write_text(
         "MoE (after router training) vs dense (same steps), held-out bits/char; gap % = MoE / dense - 1 "
         "(negative: the MoE wins).\n\n" + table + "\n", encoding="utf-8")
+    return table
 
 
 if __name__ == "__main__":

@@ -162,24 +162,25 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         f"| each expert ≥ 4% below base on its domain and best there | {_yn(t['experts_specialise']['pass'])} | "
         + "; ".join(f"{d}: {v['vs_base_pct']:+.2f}%{'' if v['best_on_own_domain'] else ' (not best)'}"
                     for d, v in t["experts_specialise"]["per_domain"].items()) + " |",
-        f"| whole demo ≤ 15 min | {_yn(wall <= 900)} | {wall / 60:.1f} min |",
+        f"| whole demo ≤ 15 min | {_yn(wall <= 900)} | {wall / 60:.1f} min wall, {_cpu_s() / 60:.1f} min CPU, "
+        f"load average {machine['loadavg_at_start'][0]} at start |",
     ] + baseline_rows(t["moe_vs_baselines"])
     gens = [f"**{name}**\n" + "\n".join(f"- {cfg.eval.prompt}▸ {g.strip()!r}" for g in texts)
             for name, texts in ev["generations"].items()]
     step_md = ["| step | wall (s) |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in steps.items()]
     step_md.append(f"| **total** | {wall:.1f} |")
-    machine = machine | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    machine = machine | {"loadavg_at_end": [round(x, 2) for x in os.getloadavg()], "cpu_s": round(_cpu_s(), 1)}
     step_md.append(f"\n{machine['cpus']} CPUs, {machine['torch_threads']} torch thread(s); load average "
                    f"{machine['loadavg_at_start'][0]} at start, {machine['loadavg_at_end'][0]} at end "
-                   "(other work on the machine slows every step).")
+                   f"(other work on the machine slows every step); {machine['cpu_s'] / 60:.1f} CPU-minutes in all.")
     train_md = ["| run | steps | tokens | tok/s | trainable params | total params |", "|---|---:|---:|---:|---:|---:|"]
     train_md += [f"| {k} | {v['steps']} | {v['tokens']:,} | {v['tokens_per_s']:,.0f} | {v['trainable_params']:,} "
                  f"| {v['total_params']:,} |" for k, v in train.items()]
-    summary = "\n\n".join([
+    summary = "\n\n".join(part for part in [
         "# mixnu demo (toy scale)",
         *([f"Data: {data.name} (sha256 `{data.sha256}`)"] if data is not None else []),
         "## Held-out bits per character (lower is better; bold = best per domain)", table,
-        BASELINE_NOTE,
+        BASELINE_NOTE if t["moe_vs_baselines"] else "",
         "## Targets", "\n".join(tgt_md),
         "## Routing of the trained MoE (top-1 share per domain and layer)", routing_markdown(stats, names),
         "![routing heatmap](routing_heatmap.png)\n\n![load per layer](routing_layers.png)\n\n"
@@ -188,7 +189,7 @@ def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any],
         "## Training runs", "\n".join(train_md),
         f"## Generations (prompt: {cfg.eval.prompt})", "\n\n".join(gens),
         "## Wall time per step", "\n".join(step_md),
-    ]) + "\n"
+    ] if part) + "\n"
     write_text(folder / "summary.md", summary)
     write_json(folder / "results.json", {
         "config": cfg.model_dump(mode="json"),
@@ -205,6 +206,14 @@ BASELINE_NOTE = (
     "upcycling* (Komatsuzaki et al. 2023) trains a MoE of copies of the base's MLP for the router stage's "
     "steps. Active params: per token (top-k of the experts); forward FLOPs per token: 2 x matmul params "
     "+ attention over the training sequence length.")
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process so far: what the run costs on an idle machine (1 thread)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _yn(ok: bool) -> str:
