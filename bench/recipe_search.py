@@ -31,6 +31,7 @@ from _common import RESULTS, markdown_table, write_result
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "top-1": ("top-1 routing (demo experts)", {"merge": {"experts_per_token": 1}}),
     "router 200": ("router stage 200 steps (demo experts)", {"route": {"steps": 200, "warmup_steps": 20}}),
+    "experts 50": ("experts 50 steps", {"experts": {"steps": 50, "warmup_steps": 5}}),
     "experts 100": ("experts 100 steps", {"experts": {"steps": 100, "warmup_steps": 10}}),
     "experts 400": ("experts 400 steps", {"experts": {"steps": 400, "warmup_steps": 40}}),
     "router 100, routers only": ("router stage 100 steps, routers only (demo experts)",
