@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from mixnu.perplexity import make_windows, score_model
+from mixnu.perplexity import score_model
+from mixnu.scoring import make_windows
 
 LINES = ["대한민국은 민주공화국이다.", "모든 국민은 법 앞에 평등하다. " * 12, "오늘 날씨 좋네요"]
 

@@ -43,7 +43,7 @@ from mixnu.io import (
     write_jsonl,
     write_text,
 )
-from mixnu.perplexity import Window, bits_per_char, run_windows, tokenize_domain
+from mixnu.scoring import Window, bits_per_char, run_windows, tokenize_domain
 from mixnu.text import body_ids
 from mixnu.train_ckpt import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from mixnu.train_data import batch_indices, pack_blocks, split_docs, tokenize_docs
