@@ -29,7 +29,7 @@ from _common import RESULTS, markdown_table, write_result
 
 # name -> (what it changes, overrides of the demo recipe as {part: {field: value}})
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
-    "top-1": ("top-1 routing (demo experts)", {"merge": {"experts_per_token": 1}}),
+    "top-1": ("top-1 routing (demo experts)", {"merge": {"num_experts_per_tok": 1}}),
     "router 200": ("router stage 200 steps (demo experts)", {"route": {"steps": 200, "warmup_steps": 20}}),
     "experts 50": ("experts 50 steps", {"experts": {"steps": 50, "warmup_steps": 5}}),
     "experts 100": ("experts 100 steps", {"experts": {"steps": 100, "warmup_steps": 10}}),

@@ -49,7 +49,7 @@ class BaselinesConfig(StageConfig):
     route: RouteConfig = Field(description="the BTX router stage's config (its model and out are not used)")
     out: Path = Field(description="folder for the baselines' checkpoints")
     experts: int = Field(ge=2, description="number of experts E of the BTX MoE")
-    experts_per_token: int = Field(2, ge=1)
+    num_experts_per_tok: int = Field(2, ge=1)
     expert_steps: int = Field(ge=0, description="optimizer steps of each expert (they train in parallel)")
     expert_batch_size: int = Field(ge=1, description="blocks per expert step (batch size x grad_accum)")
     which: list[Baseline] = Field(["dense_same_steps", "dense_same_tokens", "sparse_upcycling"], min_length=1)
@@ -73,12 +73,12 @@ def budget_steps(cfg: BaselinesConfig) -> dict[str, int]:
             "sparse_upcycling": cfg.route.steps}
 
 
-def upcycle(base: Path, experts: int, experts_per_token: int, out: Path, seed: int = 0) -> Path:
+def upcycle(base: Path, experts: int, num_experts_per_tok: int, out: Path, seed: int = 0) -> Path:
     """A Mixtral whose every expert is the base's MLP (random routers): sparse upcycling's start."""
     from mixnu.merge import ExpertSpec, MergeConfig, RouterConfig, merge_experts
 
     merge_experts(MergeConfig(base=base, experts=[ExpertSpec(name=f"copy{i}", path=base) for i in range(experts)],
-                              experts_per_token=experts_per_token, dtype="float32", shared="base",
+                              num_experts_per_tok=num_experts_per_tok, dtype="float32", shared="base",
                               router=RouterConfig(init="random", seed=seed), allow_identical=True, out=out,
                               force=True, quiet=True))
     return out
@@ -95,7 +95,7 @@ def train_baselines(cfg: BaselinesConfig) -> BaselinesResult:
         out = cfg.out / _FOLDERS[kind]
         common = {"out": out, "steps": steps[kind], "force": True}
         if kind == "sparse_upcycling":
-            start = upcycle(cfg.base, cfg.experts, cfg.experts_per_token, cfg.out / "upcycled-init", cfg.route.seed)
+            start = upcycle(cfg.base, cfg.experts, cfg.num_experts_per_tok, cfg.out / "upcycled-init", cfg.route.seed)
             res = train_router(cfg.route.model_copy(update={"model": start, "trainable": "router_and_all",
                                                             **common})).train
         else:

@@ -76,7 +76,7 @@ class MergePart(_Section):
     shared: Literal["average", "base"] = "average"
     router_inits: list[Literal["random", "uniform", "data"]] = Field(["data", "random"], min_length=1,
                                                                      description="first one is router-trained")
-    experts_per_token: int = Field(2, ge=1)
+    num_experts_per_tok: int = Field(2, ge=1)
     init_samples: int = Field(64, ge=1)
 
 
@@ -262,7 +262,7 @@ def _baseline(cfg: DemoConfig, kind: str, route: Any, work: Path, n_experts: int
     from mixnu.baselines import BaselinesConfig, train_baselines
 
     return train_baselines(BaselinesConfig(base=work / "base", route=route, out=work / "baselines",
-                                           experts=n_experts, experts_per_token=cfg.merge.experts_per_token,
+                                           experts=n_experts, num_experts_per_tok=cfg.merge.num_experts_per_tok,
                                            expert_steps=cfg.experts.steps, expert_batch_size=cfg.experts.batch_size,
                                            which=[kind]))
 
@@ -279,7 +279,7 @@ def _merge(cfg: DemoConfig, base: Path, experts: dict[str, Path], files: dict[st
     from mixnu.merge import ExpertSpec, MergeConfig, RouterConfig, average_experts, merge_experts
 
     mc = MergeConfig(base=base, experts=[ExpertSpec(name=d, path=p, corpus=files[d]) for d, p in experts.items()],
-                     experts_per_token=cfg.merge.experts_per_token, dtype="float32", shared=cfg.merge.shared,
+                     num_experts_per_tok=cfg.merge.num_experts_per_tok, dtype="float32", shared=cfg.merge.shared,
                      router=RouterConfig(init=init or "random", seed=cfg.seed, samples=cfg.merge.init_samples),
                      out=out, force=True, quiet=True)
     if init is None:
