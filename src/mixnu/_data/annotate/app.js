@@ -11,7 +11,7 @@
 
   const st = {
     annotator: null, total: 0, position: 0, item: null, criteria: [], rubric: {}, languageNote: "",
-    focus: 0, firstOpen: 0, busy: false,
+    focus: 0, firstOpen: 0, busy: false, lastSave: 0,
   };
 
   function el(tag, cls, text) {
@@ -243,14 +243,17 @@
     const index = Number(row.dataset.index);
     if (st.focus === index && index < all.length - 1) { st.focus = index + 1; renderFocus(); }
     const item = st.item;
+    const seq = ++st.lastSave;  // saves may answer out of order: only the newest one may set the status
     try {
       const r = await api("POST", "/api/score", { annotator: st.annotator, item: st.item.item, letter, criterion, score: value });
       (item.scores[letter] = item.scores[letter] || {})[criterion] = value;
       setProgress(r);
       if (item !== st.item) return;  // the annotator moved on meanwhile; the score is saved all the same
       renderScores();
-      if (r.item_complete) { st.item.skipped = false; $("skipped-flag").hidden = true; }
-      showStatus(r.item_complete ? `Saved ${letter} · ${criterion} = ${value}. Item complete: press Enter for the next one.`
+      const complete = r.item_complete || isComplete();
+      if (complete) { st.item.skipped = false; $("skipped-flag").hidden = true; }
+      if (seq !== st.lastSave && !complete) return;  // an older save answered late; a newer one owns the status
+      showStatus(complete ? `Saved ${letter} · ${criterion} = ${value}. Item complete: press Enter for the next one.`
         : `Saved ${letter} · ${criterion} = ${value}`);
     } catch (e) {
       showError(`Not saved (${letter} · ${criterion}): ${e.message}`);
