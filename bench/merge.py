@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from _common import markdown_table, write_result
 
@@ -151,15 +152,8 @@ def parity(ours: Path, theirs: Path, shape: dict | None = None, n_experts: int =
     return checked
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=PEERS / "merge-work")
-    args = ap.parse_args()
-    mergekit = ensure_mergekit()
-    base, experts = build_workload(args.work)
-    outs = args.work / "outputs"
-    outs.mkdir(exist_ok=True)
+def merge_setups(mergekit: Path, base: Path, experts: list[Path], outs: Path) -> list[tuple[str, str, Any]]:
+    """The four settings both merge benches compare: (tool, setting, () -> command line), side by side."""
     import yaml
 
     mk_cfg = outs / "mergekit.yml"
@@ -179,12 +173,24 @@ def main() -> None:
         return [str(mergekit), str(mk_cfg), str(out), "--i-understand-this-is-not-useful-without-training",
                 "--quiet", *flags]
 
-    setups = [
+    return [
         ("mergekit-moe 0.1.5", "defaults", lambda: mk_cmd()),
         ("mergekit-moe 0.1.5", "--out-shard-size 100M", lambda: mk_cmd("--out-shard-size", "100M")),
         ("mixnu merge", "shared=base", lambda: mixnu_cmd("base")),
         ("mixnu merge", "shared=average", lambda: mixnu_cmd("average")),
     ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=PEERS / "merge-work")
+    args = ap.parse_args()
+    mergekit = ensure_mergekit()
+    base, experts = build_workload(args.work)
+    outs = args.work / "outputs"
+    outs.mkdir(exist_ok=True)
+    setups = merge_setups(mergekit, base, experts, outs)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {(t, s): [] for t, s, _ in setups}
     for r in range(args.repeats):
         for tool, setting, make in setups:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import markdown_table, write_result
-from merge import REPO, ensure_mergekit, parity, timed
+from merge import REPO, ensure_mergekit, merge_setups, parity, timed
 
 SHAPE = {"vocab_size": 46272, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
          "num_key_value_heads": 32}
@@ -118,34 +118,10 @@ def build_workload(work: Path, layers: int) -> tuple[Path, list[Path], int]:
 
 def run_layers(layers: int, work: Path, repeats: int, mergekit: Path) -> dict:
     """Build the workload, run every setting `repeats` times (one process at a time), check parity, clean up."""
-    import yaml
-
     base, experts, params = build_workload(work, layers)
     outs = work / "outputs"
     outs.mkdir()
-    mk_cfg = outs / "mergekit.yml"
-    mk_cfg.write_text(yaml.safe_dump({
-        "base_model": str(base), "gate_mode": "random", "dtype": "bfloat16", "experts_per_token": 2,
-        "experts": [{"source_model": str(e), "positive_prompts": ["x"]} for e in experts]}))
-    mixnu = str(REPO / ".venv" / "bin" / "mixnu")
-
-    def mixnu_cmd(shared: str) -> list[str]:
-        cmd = [mixnu, "merge", "--base", str(base), "--out", str(outs / f"mixnu-{shared}"), "--force", "-q",
-               "--shared", shared, "--router-init", "random", "--dtype", "bfloat16"]
-        return cmd + [a for k, e in enumerate(experts) for a in ("--expert", f"e{k}={e}")]
-
-    def mk_cmd(*flags: str) -> list[str]:
-        out = outs / "mergekit"
-        shutil.rmtree(out, ignore_errors=True)
-        return [str(mergekit), str(mk_cfg), str(out), "--i-understand-this-is-not-useful-without-training",
-                "--quiet", *flags]
-
-    setups = [
-        ("mergekit-moe 0.1.5", "defaults", lambda: mk_cmd()),
-        ("mergekit-moe 0.1.5", "--out-shard-size 100M", lambda: mk_cmd("--out-shard-size", "100M")),
-        ("mixnu merge", "shared=base", lambda: mixnu_cmd("base")),
-        ("mixnu merge", "shared=average", lambda: mixnu_cmd("average")),
-    ]
+    setups = merge_setups(mergekit, base, experts, outs)
     runs: dict[str, list[dict[str, float]]] = {f"{t} [{s}]": [] for t, s, _ in setups}
     for r in range(repeats):
         for tool, setting, make in setups:
