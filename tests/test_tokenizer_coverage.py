@@ -5,19 +5,16 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from mixnu.tokenizer import ExtendConfig
-from mixnu.tokenizer_coverage import (
+from mixnu.charsets import (
     all_syllables,
     char_kind,
     compatibility_jamo,
     conjoining_jamo,
-    hanja_prior,
-    korean_symbols,
     ksx1001_chars,
     ksx1001_syllables,
-    policy_chars,
-    select_chars,
 )
+from mixnu.tokenizer import ExtendConfig
+from mixnu.tokenizer_coverage import hanja_prior, korean_symbols, policy_chars, select_chars
 
 ISSUE_SYMBOLS = "｢ ｣ ․ ‧ 〈 〉 ◯ ㎏ ㎜ ･ … ※ ① ㈜ ㉠".split()
 

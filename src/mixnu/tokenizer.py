@@ -42,22 +42,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 import mixnu
+from mixnu.charsets import is_hangul_char, is_hangul_piece
 from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, sha256_file, write_json
-from mixnu.tokenizer_coverage import is_hangul_char, select_chars
+from mixnu.tokenizer_coverage import select_chars
 from mixnu.tokenizer_special import check_no_added_tokens, set_special_tokens
 
 PROVENANCE_FILE = "mixnu_tokenizer.json"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6  # sentencepiece ModelProto piece types
-
-
-# ---------------------------------------------------------------------------------------- scripts
-def is_hangul_piece(piece: str) -> bool:
-    """A piece of Hangul characters only, optionally after one leading `▁` (word start)."""
-    body = piece[1:] if piece.startswith("▁") else piece
-    return bool(body) and all(is_hangul_char(c) for c in body)
 
 
 # ------------------------------------------------------------------------------------ base model

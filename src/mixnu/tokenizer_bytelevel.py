@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mixnu
+from mixnu.charsets import byte_decoder, is_hangul_char
 from mixnu.errors import DataError, TokenizerError
 from mixnu.io import atomic_dir, sha256_file, write_json
 from mixnu.tokenizer import (
@@ -31,9 +32,7 @@ from mixnu.tokenizer import (
     _corpus_pass,
     _sample,
     _version,
-    is_hangul_char,
 )
-from mixnu.tokenizer_compare import _byte_decoder
 
 
 def is_byte_level(spec: dict[str, Any]) -> bool:
@@ -57,8 +56,6 @@ def hangul_bound(data: bytes) -> bool:
     of a Hangul syllable (lead byte EB–ED, or EA with a second byte ≥ B0: U+AC00–D7FF). Such partial
     tokens are the steps by which byte-level BPE builds a syllable from its three bytes.
     """
-    from mixnu.tokenizer import is_hangul_char
-
     text = data.decode("utf-8", errors="ignore")
     if any(is_hangul_char(c) for c in text):
         return True
@@ -101,7 +98,7 @@ def extend_byte_level(spec: dict[str, Any], lines: list[str], vocab_size: int,
     """(extended tokenizer.json dict, tokens added, unreachable dropped, merges trained)."""
     n_base = base_size(spec)
     budget = vocab_size - n_base
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     base_vocab = dict(spec["model"]["vocab"])
     train_vocab = int(budget * train_factor) + 512
     for _attempt in range(4):
@@ -125,7 +122,7 @@ def _choose(spec: dict[str, Any], cands: list[tuple[str, str]], budget: int,
     """Keep the first `budget` candidate merges whose parts exist and whose token is reachable."""
     from tokenizers import Tokenizer
 
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     base_merges = spec["model"]["merges"]
     as_lists = bool(base_merges) and isinstance(base_merges[0], list)
     dropped, banned = 0, set()

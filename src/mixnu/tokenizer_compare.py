@@ -31,12 +31,12 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from mixnu.charsets import byte_decoder, char_kind
 from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import ConfigError, DataError, TokenizerError
 from mixnu.io import atomic_dir, check_output, iter_corpus, write_json, write_text
 from mixnu.text import body_ids, normalize_text
-from mixnu.tokenizer_coverage import char_kind
 
 BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 COLUMNS = ["tokenizer", "vocab", "pct_byte", "tokens_per_line", "chars_per_token", "tokens_per_word", "relative"]
@@ -96,16 +96,9 @@ class CompareResult:
 
 
 # -------------------------------------------------------------------------------------- loading
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet: printable character -> the byte it stands for."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return {u: b for b, u in bytes_to_unicode().items()}
-
-
 def _byte_level_ids(vocab: dict[str, int]) -> frozenset[int]:
     """Ids of GPT-2 byte-level tokens whose bytes are not whole UTF-8 characters."""
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     out = set()
     for token, idx in vocab.items():
         if not all(ch in decoder for ch in token):
@@ -130,7 +123,7 @@ def _from_backend(name: str, path: Path, kind: str, tok: Any) -> LoadedTokenizer
         values = {i: bytes([int(t[3:5], 16)]) for t, i in vocab.items() if i in byte_ids}
     elif '"ByteLevel"' in text:
         family, byte_ids = "byte-level", _byte_level_ids(vocab)
-        decoder = _byte_decoder()
+        decoder = byte_decoder()
         values = {i: bytes(decoder[c] for c in t) for t, i in vocab.items() if i in byte_ids}
     else:
         family, byte_ids = "other", frozenset()

@@ -26,70 +26,21 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from mixnu.charsets import (
+    all_syllables,
+    compatibility_jamo,
+    conjoining_jamo,
+    is_hangul_char,
+    is_hanja_char,
+    is_syllable,
+    ksx1001_chars,
+    ksx1001_syllables,
+)
+
 KINDS = ("syllables", "jamo", "hanja", "symbols")
 # Unicode ranges (inclusive) whose punctuation, symbols and numbers Korean text uses; see the docstring.
 SYMBOL_RANGES = ((0x2010, 0x205E), (0x3000, 0x303F), (0x3200, 0x321E), (0x3260, 0x327F), (0x3380, 0x33DF),
                  (0xFF01, 0xFF65), (0xFFE0, 0xFFEE), (0x25EF, 0x25EF))
-
-
-# ---------------------------------------------------------------------------------------- scripts
-def is_hangul_char(ch: str) -> bool:
-    """Hangul syllables (U+AC00–D7A3), compatibility jamo (U+3131–318E) and jamo (U+1100–11FF)."""
-    o = ord(ch)
-    return 0xAC00 <= o <= 0xD7A3 or 0x3131 <= o <= 0x318E or 0x1100 <= o <= 0x11FF
-
-
-def is_hanja_char(ch: str) -> bool:
-    """CJK unified ideographs (BMP block, extensions A–H) and compatibility ideographs."""
-    o = ord(ch)
-    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x323AF
-
-
-def char_kind(ch: str) -> str:
-    """`syllable`, `conjoining jamo`, `compatibility jamo`, `hanja`, `symbol` (Unicode P*, S*, N*) or `other`."""
-    o = ord(ch)
-    if 0xAC00 <= o <= 0xD7A3:
-        return "syllable"
-    if 0x1100 <= o <= 0x11FF:
-        return "conjoining jamo"
-    if 0x3131 <= o <= 0x318E:
-        return "compatibility jamo"
-    if is_hanja_char(ch):
-        return "hanja"
-    return "symbol" if unicodedata.category(ch)[0] in "PSN" else "other"
-
-
-@lru_cache(maxsize=1)
-def ksx1001_chars() -> tuple[str, ...]:
-    """Every character of KS X 1001 (the EUC-KR two-byte table, 8,225 characters), in code order."""
-    out = []
-    for b1 in range(0xA1, 0xFF):
-        for b2 in range(0xA1, 0xFF):
-            try:
-                out.append(bytes([b1, b2]).decode("euc_kr"))
-            except UnicodeDecodeError:
-                continue
-    return tuple(out)
-
-
-def ksx1001_syllables() -> list[str]:
-    """The 2,350 precomposed Hangul syllables of KS X 1001, in code order."""
-    return [c for c in ksx1001_chars() if 0xAC00 <= ord(c) <= 0xD7A3]
-
-
-def all_syllables() -> list[str]:
-    """All 11,172 modern precomposed Hangul syllables (U+AC00–D7A3)."""
-    return [chr(o) for o in range(0xAC00, 0xD7A4)]
-
-
-def compatibility_jamo() -> list[str]:
-    """The 94 Hangul compatibility jamo (U+3131–318E)."""
-    return [chr(o) for o in range(0x3131, 0x318F)]
-
-
-def conjoining_jamo() -> list[str]:
-    """The 256 conjoining Hangul jamo (U+1100–11FF), modern and old."""
-    return [chr(o) for o in range(0x1100, 0x1200)]
 
 
 @lru_cache(maxsize=1)
@@ -136,8 +87,7 @@ def seen_chars(chars: Counter, cfg: Any) -> list[tuple[str, str]]:
     """(character, kind) pairs of the corpus the settings add, most frequent first (code point on ties)."""
     out = []
     for c, n in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0])):
-        o = ord(c)
-        if 0xAC00 <= o <= 0xD7A3:
+        if is_syllable(c):
             if cfg.syllables != "none":
                 out.append((c, "syllables"))
         elif is_hangul_char(c):
