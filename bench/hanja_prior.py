@@ -10,7 +10,7 @@ NFC maps back to the unified ones; those are left out) and every Hanja of the ed
 2. then Unihan `kFrequency` (1 = most frequent … 5; traditional-Chinese usage), missing last;
 3. then `kGradeLevel` (Hong Kong primary school grade, 1–6), missing last;
 4. then code point.
-No corpus of ours enters the ranking. The file is read by `mixnu.tokenizer_coverage.hanja_prior`.
+No corpus of ours enters the ranking. The file is read by `mixnu.tokenizer.coverage.hanja_prior`.
 """
 
 from __future__ import annotations

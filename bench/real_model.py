@@ -92,7 +92,7 @@ def main() -> None:
 
     # 2. tokenizers
     from mixnu.tokenizer import ExtendConfig, extend_tokenizer
-    from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers
+    from mixnu.tokenizer import CompareConfig, compare_tokenizers
 
     toks: dict[str, Path] = {"SmolLM2": base}
     with stage(out, "tokenizers"):

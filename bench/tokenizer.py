@@ -34,14 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
 from mixnu.datasets import corpus_files, data_dir, gguf_vocab, llama2_tokenizer_model  # noqa: E402
 from mixnu.io import write_text  # noqa: E402
-from mixnu.tokenizer import ExtendConfig, extend_tokenizer, reachable_share  # noqa: E402
-from mixnu.tokenizer_compare import (  # noqa: E402
+from mixnu.tokenizer import (  # noqa: E402
     CompareConfig,
+    ExtendConfig,
     compare_tokenizers,
+    extend_tokenizer,
     fallback_markdown,
     load_tokenizer,
     markdown,
     plot_vocab_tokens,
+    reachable_share,
     side_by_side,
 )
 
@@ -105,7 +107,7 @@ def throughput(folders: dict[str, Path], lines: list[str], reps: int) -> dict[st
 def curve(tmp: Path, corpus: list[Path], dev: Path, base_tokens: int) -> list[dict]:
     import sentencepiece as spm
 
-    from mixnu.tokenizer_compare import read_texts
+    from mixnu.tokenizer import read_texts
 
     texts = [t for _, t in read_texts([dev])]
     rows = []
@@ -133,7 +135,7 @@ def policy_sweep(tmp: Path, corpus: list[Path], sets: dict[str, Path], built: di
     `built`: variant label -> (folder, ExtendResult, seconds) of extensions the caller has already made."""
     import sentencepiece as spm
 
-    from mixnu.tokenizer_compare import read_texts
+    from mixnu.tokenizer import read_texts
 
     texts = {name: [t for _, t in read_texts([path])] for name, path in sets.items()}
     base = spm.SentencePieceProcessor(model_file=str(llama2_tokenizer_model()))
@@ -217,7 +219,7 @@ def proofs(folder: Path, sets: dict[str, Path], corpus: list[Path]) -> dict[str,
     from tokenizers import Tokenizer
 
     from mixnu.io import iter_corpus
-    from mixnu.tokenizer_compare import read_texts
+    from mixnu.tokenizer import read_texts
 
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
     fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -282,7 +284,7 @@ def main() -> None:
                         "Llama-3": gguf / "ggml-vocab-llama-bpe.gguf", "Qwen2": gguf / "ggml-vocab-qwen2.gguf",
                         **peers},
             texts=list(sets.values())))
-        from mixnu.tokenizer_compare import read_texts
+        from mixnu.tokenizer import read_texts
 
         lines = [t for _, t in read_texts([sets["dev_sentences"]])]
         tp = throughput({"Llama-2": l2, "mixnu": tmp / "mixnu"}, lines * 5, args.reps)

@@ -59,7 +59,7 @@ def test_tokenizer_extend_takes_several_corpus_files_after_one_flag(monkeypatch,
 
 
 def test_tokenizer_compare_takes_several_tokenizers_and_texts(monkeypatch, files):
-    cfg = config_of(monkeypatch, "mixnu.tokenizer_compare.compare_tokenizers",
+    cfg = config_of(monkeypatch, "mixnu.tokenizer.compare_tokenizers",
                     ["tokenizer", "compare", "--tokenizer", f"x={files['m1']}", f"y={files['m2']}",
                      "--text", files["a.txt"], files["b.txt"]])
     assert list(cfg.tokenizers) == ["x", "y"] and [p.name for p in cfg.texts] == ["a.txt", "b.txt"]

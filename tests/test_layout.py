@@ -27,7 +27,6 @@ KNOWN_LONG = {
 # Strongly connected components of the import graph (imports inside functions and under
 # `if TYPE_CHECKING:` count: that is where circles hide).
 KNOWN_CYCLES = {
-    frozenset({"mixnu.tokenizer", "mixnu.tokenizer_bytelevel"}),
     frozenset({"mixnu.train", "mixnu.train_ckpt"}),
 }
 

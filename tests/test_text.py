@@ -90,7 +90,7 @@ def test_router_init_texts_are_training_ids(tiny_llama_dir, sp):
 
 
 def test_tokenizer_comparison_counts_special_spellings_as_text(llama2_tokenizer_dir, llama2_sp_model, sp):
-    from mixnu.tokenizer_compare import load_tokenizer
+    from mixnu.tokenizer import load_tokenizer
 
     hf = load_tokenizer("hf", llama2_tokenizer_dir)
     slow = load_tokenizer("sp", llama2_sp_model)

@@ -146,7 +146,7 @@ def test_folder_loads_with_autotokenizer_fast_and_slow(extended, sp_pair, dev_se
 def test_coverage_policy_characters_are_single_pieces(sp_pair, ood_set):
     """Whatever the corpus held: KS X 1001 syllables, all jamo, the first 1,800 prior Hanja, Korean symbols."""
     from mixnu.charsets import compatibility_jamo, conjoining_jamo, ksx1001_syllables
-    from mixnu.tokenizer_coverage import hanja_prior
+    from mixnu.tokenizer.coverage import hanja_prior
 
     _, ext_sp = sp_pair
     must = ksx1001_syllables() + compatibility_jamo() + conjoining_jamo() + list(hanja_prior()[:1800])

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from mixnu.tokenizer_compare import CompareConfig, _byte_level_ids, compare_tokenizers, read_texts
+from mixnu.tokenizer import CompareConfig, compare_tokenizers, read_texts
+from mixnu.tokenizer.compare_load import byte_level_ids
 
 DEV = "eval/dev_sentences.tsv"  # relative to the data folder (`data_root`)
 
@@ -62,7 +63,7 @@ def test_byte_level_token_is_one_that_is_not_whole_characters():
     han = "한".encode()  # 3 bytes
     vocab = {"".join(enc[b] for b in han): 0, "".join(enc[b] for b in han[:2]): 1,
              enc[han[2]]: 2, "Ġthe": 3, "<|special|>": 4}
-    assert _byte_level_ids(vocab) == frozenset({1, 2})
+    assert byte_level_ids(vocab) == frozenset({1, 2})
 
 
 def test_plain_text_file_gets_its_stem_as_domain(tmp_path):
@@ -102,7 +103,7 @@ def test_cli_prints_table_and_json(tmp_path, data_root, llama2_sp_model, run_cli
 
 def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, data_root, llama2_sp_model, run_cli):
     """dev and ood: one row set per file, domains as FILE/DOMAIN, byte-fallback characters by kind."""
-    from mixnu.tokenizer_compare import load_tokenizer
+    from mixnu.tokenizer import load_tokenizer
 
     texts = [data_root / DEV, data_root / "eval/ood_sentences.tsv"]
     res = compare_tokenizers(CompareConfig(tokenizers={"l2": llama2_sp_model}, texts=texts, max_lines=300))

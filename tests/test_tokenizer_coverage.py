@@ -1,4 +1,4 @@
-"""The coverage policy's character sets (`mixnu.tokenizer_coverage`): sizes, order, no letters, the cap."""
+"""The coverage policy's character sets (`mixnu.tokenizer.coverage`): sizes, order, no letters, the cap."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mixnu.charsets import (
     ksx1001_syllables,
 )
 from mixnu.tokenizer import ExtendConfig
-from mixnu.tokenizer_coverage import hanja_prior, korean_symbols, policy_chars, select_chars
+from mixnu.tokenizer.coverage import hanja_prior, korean_symbols, policy_chars, select_chars
 
 ISSUE_SYMBOLS = "｢ ｣ ․ ‧ 〈 〉 ◯ ㎏ ㎜ ･ … ※ ① ㈜ ㉠".split()
 

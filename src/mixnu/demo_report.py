@@ -19,7 +19,7 @@ def tokenizer_table(extended: Path, model_tok: Path, dev: Path) -> dict[str, Any
 
     Uses `compare_tokenizers`: the card's table.
     """
-    from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers
+    from mixnu.tokenizer import CompareConfig, compare_tokenizers
 
     toks = {"Llama-2": llama2_tokenizer_model(), "Llama-2 extended (demo)": extended}
     if model_tok != extended:

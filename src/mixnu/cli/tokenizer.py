@@ -1,4 +1,4 @@
-"""`mixnu tokenizer extend|compare`: parse options, call `mixnu.tokenizer` / `mixnu.tokenizer_compare`."""
+"""`mixnu tokenizer extend|compare`: parse options, call `mixnu.tokenizer` (`extend_tokenizer`, `compare_tokenizers`)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         Several --text files are shown side by side, and per domain; the characters that fell back to
         bytes are listed by kind (syllable, Hanja, jamo, symbol).
         """
-        from mixnu.tokenizer_compare import CompareConfig, compare_tokenizers, parse_named
+        from mixnu.tokenizer import CompareConfig, compare_tokenizers, parse_named
 
         cfg = build_config(ctx, CompareConfig, keys={"tokenizer": "tokenizers", "text": "texts"},
                            values={"tokenizer": {k: str(v) for k, v in parse_named(tokenizer).items()}})

@@ -1,8 +1,8 @@
 """Which single characters an extended Korean tokenizer must hold: a coverage policy fixed by standards.
 
-Used by `mixnu.tokenizer.extend_tokenizer` (the `syllables`, `jamo`, `conjoining_jamo`, `hanja_prior`,
-`korean_symbols`, `hanja_min_count` and `symbols_min_count` settings) and by
-`mixnu.tokenizer_compare` (byte-fallback characters listed by kind).
+Used by `mixnu.tokenizer.extend.extend_sentencepiece` (the `syllables`, `jamo`, `conjoining_jamo`,
+`hanja_prior`, `korean_symbols`, `hanja_min_count`, `symbols_min_count` and `char_share` settings).
+The standard sets themselves (KS X 1001, jamo, Unicode ranges) are in `mixnu.charsets`.
 
 A character that is not a piece costs one byte-fallback token per UTF-8 byte (3 for Hangul and Hanja).
 What one corpus happens to contain is a poor guide to what other Korean text needs (loanword

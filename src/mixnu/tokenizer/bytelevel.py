@@ -1,6 +1,6 @@
 """Extend a byte-level BPE tokenizer (GPT-2 style: Llama-3, Qwen2) with Korean tokens and merges.
 
-Used by `mixnu.tokenizer.extend_tokenizer` when the base is a `tokenizer.json`-only folder or a GGUF
+Used by `mixnu.tokenizer.extend.extend_tokenizer` when the base is a `tokenizer.json`-only folder or a GGUF
 vocab file whose model is byte-level BPE. The base's vocabulary and merges stay as they are; new
 tokens get the next free ids and their merges go after the base's (lowest priority), so text that
 never forms a new token keeps its ids exactly.
@@ -16,23 +16,21 @@ never forms a new token keeps its ids exactly.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import mixnu
 from mixnu.charsets import byte_decoder, is_hangul_char
 from mixnu.errors import DataError, TokenizerError
-from mixnu.io import atomic_dir, sha256_file, write_json
-from mixnu.tokenizer import (
+from mixnu.io import atomic_dir, sha256_file
+from mixnu.tokenizer.config import (
     PROVENANCE_FILE,
     ExtendConfig,
     ExtendResult,
-    _corpus_pass,
-    _sample,
-    _version,
+    copy_base_configs,
+    write_provenance,
 )
+from mixnu.tokenizer.corpus import corpus_sample, corpus_stats
 
 
 def is_byte_level(spec: dict[str, Any]) -> bool:
@@ -162,14 +160,12 @@ def extend_byte_level_base(cfg: ExtendConfig, t0: float) -> ExtendResult:
     n_base = base_size(spec)
     if cfg.vocab_size <= n_base:
         raise TokenizerError(f"--vocab-size {cfg.vocab_size} must be larger than the base's {n_base} tokens")
-    _chars, corpus_info, total = _corpus_pass(list(cfg.corpus), cfg.quiet)
-    lines = list(_sample(list(cfg.corpus), total, cfg.sample_lines))
+    _chars, corpus_info, total = corpus_stats(list(cfg.corpus), cfg.quiet)
+    lines = list(corpus_sample(list(cfg.corpus), total, cfg.sample_lines))
     data, added, dropped, n_merges = extend_byte_level(spec, lines, cfg.vocab_size, cfg.train_vocab_factor)
     with atomic_dir(cfg.out, force=cfg.force) as stage:
         tok.save_pretrained(stage)
-        for name in ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-            if base.is_dir() and (base / name).is_file():
-                shutil.copy(base / name, stage / name)
+        copy_base_configs(base if base.is_dir() else None, stage)
         (stage / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         if cfg.verify_lines:
             sample = lines[:: max(1, len(lines) // cfg.verify_lines)]
@@ -182,15 +178,12 @@ def extend_byte_level_base(cfg: ExtendConfig, t0: float) -> ExtendResult:
             if any(new.decode(x, skip_special_tokens=False) != t for x, t in zip(ids, sample, strict=True)):
                 raise TokenizerError("decode(encode(x)) != x on sample lines; this is a bug in mixnu")
         src = base if base.is_file() else base / "tokenizer.json"
-        write_json(stage / PROVENANCE_FILE, {
-            "tool": f"mixnu {mixnu.__version__} tokenizer extend (byte-level BPE)",
-            "base": {"path": str(src), "sha256": sha256_file(src), "tokens": n_base},
-            "corpus": corpus_info,
-            "settings": cfg.model_dump(mode="json", exclude={"out", "force", "quiet", "base", "corpus"}),
-            "tokenizers": _version("tokenizers"),
-            "korean_model": {"merges": n_merges, "sample_lines": len(lines)},
-            "result": {"tokens": n_base + added, "added": added, "unreachable_dropped": dropped},
-        })
+        write_provenance(
+            stage / PROVENANCE_FILE, cfg, tool="tokenizer extend (byte-level BPE)",
+            base={"path": str(src), "sha256": sha256_file(src), "tokens": n_base}, corpus=corpus_info,
+            library="tokenizers", korean_model={"merges": n_merges, "sample_lines": len(lines)},
+            result={"tokens": n_base + added, "added": added, "unreachable_dropped": dropped},
+        )
         files = sorted(p.name for p in stage.iterdir())
     return ExtendResult(
         out=Path(cfg.out), vocab_size=n_base + added, base_vocab_size=n_base, added=added,
