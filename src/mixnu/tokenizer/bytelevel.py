@@ -153,8 +153,6 @@ def _choose(spec: dict[str, Any], cands: list[tuple[str, str]], budget: int,
 
 def extend_byte_level_base(cfg: ExtendConfig, t0: float) -> ExtendResult:
     """`extend_tokenizer` for a byte-level BPE base (folder with tokenizer.json only, or .gguf)."""
-    from tokenizers import Tokenizer
-
     base = Path(cfg.base)
     spec, tok = load_byte_level_base(base)
     n_base = base_size(spec)
@@ -168,15 +166,7 @@ def extend_byte_level_base(cfg: ExtendConfig, t0: float) -> ExtendResult:
         copy_base_configs(base if base.is_dir() else None, stage)
         (stage / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         if cfg.verify_lines:
-            sample = lines[:: max(1, len(lines) // cfg.verify_lines)]
-            new, old = Tokenizer.from_str(json.dumps(data)), Tokenizer.from_str(json.dumps(spec))
-            plain = ["".join(c for c in ln if not is_hangul_char(c)) for ln in sample]
-            if [e.ids for e in new.encode_batch(plain, add_special_tokens=False)] != \
-                    [e.ids for e in old.encode_batch(plain, add_special_tokens=False)]:
-                raise TokenizerError("text without Hangul changed ids; this is a bug in mixnu")
-            ids = [e.ids for e in new.encode_batch(sample, add_special_tokens=False)]
-            if any(new.decode(x, skip_special_tokens=False) != t for x, t in zip(ids, sample, strict=True)):
-                raise TokenizerError("decode(encode(x)) != x on sample lines; this is a bug in mixnu")
+            verify_byte_level(spec, data, lines[:: max(1, len(lines) // cfg.verify_lines)])
         src = base if base.is_file() else base / "tokenizer.json"
         write_provenance(
             stage / PROVENANCE_FILE, cfg, tool="tokenizer extend (byte-level BPE)",
@@ -190,6 +180,21 @@ def extend_byte_level_base(cfg: ExtendConfig, t0: float) -> ExtendResult:
         added_by_kind={"hangul_tokens": added}, unreachable_dropped=dropped, korean_model_vocab=n_merges,
         sample_lines=len(lines), seconds=round(time.perf_counter() - t0, 2), files=files,
     )
+
+
+def verify_byte_level(spec: dict[str, Any], data: dict[str, Any], sample: list[str]) -> None:
+    """Guard against a bug: on `sample` lines, text without Hangul keeps the base's (`spec`) ids under
+    the extended tokenizer (`data`), and decode(encode(line)) gives the line back."""
+    from tokenizers import Tokenizer
+
+    new, old = Tokenizer.from_str(json.dumps(data)), Tokenizer.from_str(json.dumps(spec))
+    plain = ["".join(c for c in ln if not is_hangul_char(c)) for ln in sample]
+    if [e.ids for e in new.encode_batch(plain, add_special_tokens=False)] != \
+            [e.ids for e in old.encode_batch(plain, add_special_tokens=False)]:
+        raise TokenizerError("text without Hangul changed ids; this is a bug in mixnu")
+    ids = [e.ids for e in new.encode_batch(sample, add_special_tokens=False)]
+    if any(new.decode(x, skip_special_tokens=False) != t for x, t in zip(ids, sample, strict=True)):
+        raise TokenizerError("decode(encode(x)) != x on sample lines; this is a bug in mixnu")
 
 
 def load_byte_level_base(base: Path) -> tuple[dict[str, Any], Any]:
