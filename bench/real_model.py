@@ -91,8 +91,7 @@ def main() -> None:
         out["base_card"] = (base / "README.md").read_text() if (base / "README.md").is_file() else None
 
     # 2. tokenizers
-    from mixnu.tokenizer import ExtendConfig, extend_tokenizer
-    from mixnu.tokenizer import CompareConfig, compare_tokenizers
+    from mixnu.tokenizer import CompareConfig, ExtendConfig, compare_tokenizers, extend_tokenizer
 
     toks: dict[str, Path] = {"SmolLM2": base}
     with stage(out, "tokenizers"):
