@@ -91,3 +91,18 @@ def test_jsonl_append_survives_torn_tail(tmp_path):
     with pytest.raises(DataError, match="log2.jsonl:1"):
         (tmp_path / "log2.jsonl").write_text('{bad\n{"id": 1}\n')
         read_jsonl(tmp_path / "log2.jsonl")
+
+
+def test_atomic_outputs_get_the_modes_plain_open_and_mkdir_give(tmp_path):
+    """mkstemp/mkdtemp make 0600/0700 temporaries; the renamed outputs must not stay private."""
+    from mixnu.io import atomic_dir, atomic_write
+
+    (tmp_path / "plain.txt").write_text("x")
+    (tmp_path / "plain-dir").mkdir()
+    with atomic_write(tmp_path / "atomic.txt") as fh:
+        fh.write("x")
+    with atomic_dir(tmp_path / "atomic-dir") as d:
+        (d / "f").write_text("x")
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt")
+    assert mode(tmp_path / "atomic-dir") == mode(tmp_path / "plain-dir")

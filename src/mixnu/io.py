@@ -8,6 +8,7 @@ old output or nothing, never a file or folder that looks complete but is not.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import json
@@ -22,12 +23,21 @@ from mixnu.errors import DataError, OutputExistsError
 from mixnu.text import normalize_text
 
 
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once: `os.umask` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temp file beside `path`; on clean exit fsync it and rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output gets the mode `open()` would give it
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
@@ -91,6 +101,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     path = check_output(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the mode `mkdir()` would give it
     try:
         yield tmp
         if path.exists():
