@@ -26,9 +26,7 @@ KNOWN_LONG = {
 
 # Strongly connected components of the import graph (imports inside functions and under
 # `if TYPE_CHECKING:` count: that is where circles hide).
-KNOWN_CYCLES = {
-    frozenset({"mixnu.train", "mixnu.train_ckpt"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 @cache

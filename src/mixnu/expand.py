@@ -32,8 +32,8 @@ from pydantic import Field
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, TokenizerError
+from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import atomic_dir, check_output, copy_tokenizer_files, write_json
-from mixnu.train import quiet_transformers
 
 
 class ExpandConfig(StageConfig):
@@ -72,7 +72,7 @@ def _load_tokenizer(path: Path, what: str):
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise TokenizerError(f"{path}: cannot load the {what} tokenizer ({first})") from None
 
 
@@ -126,7 +126,7 @@ def expand_model(cfg: ExpandConfig) -> ExpandResult:
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
     except (OSError, ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise CheckpointError(f"{cfg.model}: cannot load the model ({first})") from None
     emb_in = model.get_input_embeddings().weight
     head = model.get_output_embeddings()

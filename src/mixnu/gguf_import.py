@@ -28,6 +28,7 @@ from pydantic import Field
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError
+from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import atomic_dir, check_output, sha256_file, write_json, write_text
 
 SUPPORTED = ("llama",)
@@ -77,7 +78,7 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise CheckpointError(f"{path}: not a readable GGUF file ({first})") from None
     fields: dict[str, Any] = {}
     for key, fld in reader.fields.items():
@@ -113,15 +114,13 @@ def load_dequantized(path: Path, dtype: str = "float32") -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mixnu.train import quiet_transformers
-
     folder, name = path.parent, path.name
     try:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise CheckpointError(f"{path}: transformers cannot read this GGUF ({first})") from None
     config = loaded.config
     if hasattr(config, "quantization_config"):

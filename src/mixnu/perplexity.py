@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
+from mixnu.hf import resolve_device
 from mixnu.io import atomic_dir, read_corpus, write_json, write_text
 from mixnu.scoring import Window, bits_per_char, run_windows, tokenize_domain
 
@@ -93,15 +94,6 @@ class PplResult:
     scores: list[ModelScores]
     table: str
     out: Path | None = None
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Any:

@@ -16,14 +16,12 @@ GPUs with DeepSpeed ZeRO-3 or FSDP, which Accelerate sets up from its config fil
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import resource
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +31,7 @@ from pydantic import Field, model_validator
 
 from mixnu.config import StageConfig, dump_config
 from mixnu.errors import CheckpointError, ConfigError
+from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import (
     append_jsonl,
     atomic_dir,
@@ -166,23 +165,8 @@ def load_model(path: Path, cfg: TrainConfig | None = None):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot load the checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: cannot load the checkpoint ({first_line(exc, 200)})") from None
     return model, tokenizer
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """No transformers progress bars (weights loading/saving) inside: our own bar is the progress display."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _router_param(name: str) -> bool:

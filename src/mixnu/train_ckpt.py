@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mixnu.errors import CheckpointError
+from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import copy_tokenizer_files, write_json
 
 
@@ -83,8 +84,7 @@ def load_checkpoint(path: Path, model, optimizer, cfg, accelerator) -> dict:
             optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
             torch.set_rng_state(load_file(str(path / "rng.safetensors"))["cpu"])
     except (OSError, SafetensorError, RuntimeError, KeyError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(f"{path}: corrupt checkpoint ({first}); delete it to resume from an earlier one") from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({first_line(exc)}); delete it to resume from an earlier one") from None
     return state
 
 
@@ -98,8 +98,6 @@ def save_final(model, tokenizer, cfg, accelerator, tmp: Path, moe: bool) -> None
         state_dict = None
     if moe:
         unwrapped.config.output_router_logits = False
-    from mixnu.train import quiet_transformers
-
     with quiet_transformers():
         unwrapped.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
