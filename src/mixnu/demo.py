@@ -308,6 +308,7 @@ def _generate(model: Any, tok: Any, cfg: DemoConfig) -> list[str]:
 
 def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -> dict[str, Any]:
     """bits/char of every model; routing stats of every MoE; generations."""
+    from mixnu import arch
     from mixnu.baselines import model_cost
     from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
     from mixnu.route import analyze_routing
@@ -318,7 +319,7 @@ def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -
         model, tok = load_model(path), load_tokenizer(path)
         out["cost"][name] = model_cost(model.config, cfg.model.seq_len)
         kw = dict(name=name, max_length=cfg.eval.max_length, batch_size=cfg.eval.batch_size, quiet=cfg.quiet)
-        if getattr(model.config, "num_local_experts", None):
+        if arch.is_moe(model.config):
             stats = analyze_routing(model, tok, texts, **kw)
             out["routing"][name], scores = stats, stats.scores
         else:

@@ -4,8 +4,8 @@ One readable loop on Hugging Face Accelerate (nanoGPT's shape: config, setup, ba
 The same code runs on one CPU, under `torchrun` / `accelerate launch` with DDP (gloo or NCCL), and on
 GPUs with DeepSpeed ZeRO-3 or FSDP, which Accelerate sets up from its config file.
 
-- Model: any `AutoModelForCausalLM` folder (Llama, Mixtral, ...). For a MoE (config has
-  `num_local_experts`) the router logits are returned, Mixtral's load-balancing loss times
+- Model: any `AutoModelForCausalLM` folder (Llama, Mixtral, ...). For a MoE (`mixnu.arch.is_moe`: the
+  config names a number of experts) the router logits are returned, Mixtral's load-balancing loss times
   `router_aux_loss_coef` is part of the loss, and the share of tokens each expert receives per layer is logged.
 - Data: corpus files pooled into fixed-length blocks (`mixnu.train_data`), read in a seeded order.
 - What trains (`trainable`): all | embeddings | new_rows | lora | mlp | router | router_and_all.
@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from mixnu import arch
 from mixnu.config import StageConfig, dump_config
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.hf import first_line, quiet_transformers
@@ -143,10 +144,6 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
 
 
-def is_moe(config) -> bool:
-    return getattr(config, "num_local_experts", None) is not None
-
-
 def load_model(path: Path, cfg: TrainConfig | None = None):
     """Model and tokenizer from a checkpoint folder; `CheckpointError` (one line) if missing or corrupt."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -157,10 +154,11 @@ def load_model(path: Path, cfg: TrainConfig | None = None):
     try:
         config = AutoConfig.from_pretrained(path)
         kwargs = {}
-        if is_moe(config):
-            kwargs["output_router_logits"] = True
+        if arch.is_moe(config):
+            keys = arch.load("mixtral").config
+            kwargs[keys["output_router_logits"]] = True
             if cfg is not None and cfg.router_aux_loss_coef is not None:
-                kwargs["router_aux_loss_coef"] = cfg.router_aux_loss_coef
+                kwargs[keys["aux_loss_coef"]] = cfg.router_aux_loss_coef
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -169,19 +167,16 @@ def load_model(path: Path, cfg: TrainConfig | None = None):
     return model, tokenizer
 
 
-def _router_param(name: str) -> bool:
-    return name.endswith("mlp.gate.weight") or ".block_sparse_moe.gate." in name
-
-
 def select_trainable(model, cfg: TrainConfig) -> tuple[list[dict], list[torch.nn.Parameter], int]:
     """Set `requires_grad` per `cfg.trainable`; return optimizer param groups, row-masked params, old rows.
 
     `new_rows` trains the input and output embeddings but zeroes the gradient of rows below
     `new_rows_start` (and disables weight decay there), so old rows stay bit-identical.
     """
-    moe = is_moe(model.config)
+    moe = arch.is_moe(model.config)
     if cfg.trainable in ("router", "router_and_all") and not moe:
         raise ConfigError(f"trainable={cfg.trainable} needs a MoE model (num_local_experts); {cfg.model} is dense")
+    mlp = "." + arch.load("llama").module["mlp"] + "."  # a Llama mlp or a MoE block (router, experts)
     emb = {id(model.get_input_embeddings().weight)}
     head = model.get_output_embeddings()
     if head is not None:
@@ -200,13 +195,13 @@ def select_trainable(model, cfg: TrainConfig) -> tuple[list[dict], list[torch.nn
         elif cfg.trainable in ("embeddings", "new_rows"):
             on = id(p) in emb
         elif cfg.trainable == "mlp":
-            on = ".mlp." in name and not _router_param(name)
+            on = mlp in name and not arch.is_router_param(name)
         else:  # router
-            on = _router_param(name)
+            on = arch.is_router_param(name)
         p.requires_grad_(on)
         if not on:
             continue
-        if cfg.trainable == "router_and_all" and _router_param(name):
+        if cfg.trainable == "router_and_all" and arch.is_router_param(name):
             router.append(p)
         elif cfg.trainable == "new_rows":
             masked.append(p)
@@ -236,8 +231,9 @@ def _lora_groups(model, cfg: TrainConfig) -> list[dict]:
 def _wrap_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
+    names = arch.load("llama").module
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_targets, modules_to_save=["embed_tokens", "lm_head"],
+                      target_modules=cfg.lora_targets, modules_to_save=[names["embed"], names["head"]],
                       task_type="CAUSAL_LM")
     return get_peft_model(model, lcfg)
 
@@ -343,7 +339,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     # ---- model, trainable parameters, data ----
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model, cfg)
-    moe = is_moe(model.config)
+    moe = arch.is_moe(model.config)
     if cfg.trainable == "lora":
         model = _wrap_lora(model, cfg)
     groups, masked, n_old = select_trainable(model, cfg)
@@ -396,7 +392,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from mixnu.console import progress
 
     mcfg = accelerator.unwrap_model(model).config
-    n_exp, top_k = (mcfg.num_local_experts, mcfg.num_experts_per_tok) if moe else (0, 0)
+    n_exp, top_k = (arch.num_experts(mcfg), arch.top_k(mcfg)) if moe else (0, 0)
     load, last_load = torch.zeros(0), None
     loss_acc, aux_acc, n_acc, last_loss, train_time = 0.0, 0.0, 0, float("nan"), 0.0
     with progress(cfg.quiet or not main, "tok") as bar:

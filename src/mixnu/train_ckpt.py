@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from mixnu import arch
 from mixnu.errors import CheckpointError
 from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import copy_tokenizer_files, write_json
@@ -96,8 +97,8 @@ def save_final(model, tokenizer, cfg, accelerator, tmp: Path, moe: bool) -> None
     if cfg.trainable == "lora":  # fold LoRA into the weights: a plain checkpoint transformers loads
         unwrapped = unwrapped.merge_and_unload()
         state_dict = None
-    if moe:
-        unwrapped.config.output_router_logits = False
+    if moe:  # the saved config.json loads without router logits, as the input did
+        setattr(unwrapped.config, arch.load("mixtral").config["output_router_logits"], False)
     with quiet_transformers():
         unwrapped.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
