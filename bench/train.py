@@ -70,7 +70,7 @@ def worker_trainer(model: Path, data: Path, steps: int, work: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-    from mixnu.train_data import pack_blocks, tokenize_docs
+    from mixnu.train.data import pack_blocks, tokenize_docs
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(model)

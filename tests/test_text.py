@@ -55,7 +55,7 @@ def test_body_and_document_ids_are_sentencepiece_ids(llama2_tokenizer, sp):
 # ---- item 1 + 6: each stage ---------------------------------------------------------------------------
 
 def test_train_packing_keeps_special_spellings_as_text(tmp_path, llama2_tokenizer, sp):
-    from mixnu.train_data import tokenize_docs
+    from mixnu.train.data import tokenize_docs
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(f"{LINE}\n{NFD}\n", encoding="utf-8")

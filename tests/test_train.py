@@ -82,7 +82,7 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_train_writes_plain_checkpoint_log_and_bpc(tmp_path, tiny_llama_dir, small_data, cache, run_cli):
     from mixnu.io import read_corpus
-    from mixnu.train_data import split_docs
+    from mixnu.train.data import split_docs
 
     res = train(_cfg(tiny_llama_dir, small_data, tmp_path / "out", cache, steps=8, eval_at_start=True,
                      eval_tokens=100_000))
@@ -250,7 +250,7 @@ def test_two_processes_with_torchrun(tmp_path, tiny_llama_dir, small_data, cache
 
 
 def test_data_order_and_tokenised_cache(tmp_path, small_data, llama2_tokenizer, monkeypatch):
-    import mixnu.train_data as td
+    import mixnu.train.data as td
 
     order = td.batch_indices(0, 30, 10, seed=1)
     assert sorted(order[:10].tolist()) == list(range(10)) and sorted(order[10:20].tolist()) == list(range(10))
