@@ -208,7 +208,7 @@ def _train(out: Path, model: Path, data: list[Path], trainable: str, steps: int,
     if (out / "config.json").is_file():
         return out
     if trainable == "router":
-        from mixnu.route import RouteConfig, train_router
+        from mixnu.train import RouteConfig, train_router
 
         train_router(RouteConfig(model=model, data=data, out=out, trainable="router", steps=steps, lr=lr,
                                  cache_dir=out.parent / ".cache", **common))

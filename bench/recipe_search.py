@@ -73,7 +73,7 @@ def _experts(cfg: Any, demo_cfg: Any, demo: Path, work: Path, base: Path,
 
 def _moe(cfg: Any, work: Path, base: Path, experts: dict[str, Path], files: dict[str, Path]) -> Path:
     from mixnu.demo import _balanced, _merge, _route_config
-    from mixnu.route import train_router
+    from mixnu.train import train_router
 
     key = _key(cfg, "experts", "merge", "route")
     routed = work / f"moe-{key}-routed"

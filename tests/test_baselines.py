@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mixnu.baselines import BaselinesConfig, budget_steps, model_cost
-from mixnu.route import RouteConfig
+from mixnu.train import RouteConfig
 
 
 def test_budget_steps_follow_the_btx_run():

@@ -75,13 +75,13 @@ def test_train_takes_several_data_and_eval_data_files(monkeypatch, files, tmp_pa
 
 
 def test_route_takes_several_data_files(monkeypatch, files, tmp_path):
-    cfg = config_of(monkeypatch, "mixnu.route.train_router",
+    cfg = config_of(monkeypatch, "mixnu.train.train_router",
                     ["route", "--model", files["m1"], "--data", files["a.txt"], files["b.txt"], files["c.txt"],
                      "--out", tmp_path / "o"])
     assert [p.name for p in cfg.data] == ["a.txt", "b.txt", "c.txt"]
 
 
-@pytest.mark.parametrize(("command", "target"), [("routing", "mixnu.route.routing_report"),
+@pytest.mark.parametrize(("command", "target"), [("routing", "mixnu.routing.routing_report"),
                                                    ("ppl", "mixnu.perplexity.evaluate_perplexity")])
 def test_routing_and_ppl_take_several_data_files(monkeypatch, files, command, target):
     args = [command, "--model", files["m1"], "--data", files["law_heldout.txt"], f"med={files['med_heldout.txt']}"]
@@ -144,9 +144,9 @@ def _rule_cases(f: dict[str, Path], tmp: Path) -> dict[str, tuple]:
                    "--config", "init", "mean", ["--init", "random"], "random", "subword-mean", {}),
         "train": ("mixnu.train.train", ["train", "--model", f["m1"], "--data", f["a.txt"], "--out", o],
                   "--config", "steps", 7, ["--steps", "8"], 8, 9, {}),
-        "route": ("mixnu.route.train_router", ["route", "--model", f["m1"], "--data", f["a.txt"], "--out", o],
+        "route": ("mixnu.train.train_router", ["route", "--model", f["m1"], "--data", f["a.txt"], "--out", o],
                   "--config", "steps", 7, ["--steps", "8"], 8, 9, {}),
-        "routing": ("mixnu.route.routing_report", ["routing", "--model", f["m1"], "--data", f["a.txt"]],
+        "routing": ("mixnu.routing.routing_report", ["routing", "--model", f["m1"], "--data", f["a.txt"]],
                     "--config", "batch_size", 3, ["--batch-size", "4"], 4, 5, {}),
         "ppl": ("mixnu.perplexity.evaluate_perplexity", ["ppl", "--model", f["m1"], "--data", f["a.txt"]],
                 "--config", "batch_size", 3, ["--batch-size", "4"], 4, 5, {}),

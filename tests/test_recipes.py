@@ -26,7 +26,7 @@ def _config_class(path: Path):
     if name == "plan":
         return PlanConfig
     if name == "route":
-        from mixnu.route import RouteConfig
+        from mixnu.train import RouteConfig
 
         return RouteConfig
     if name == "merge":

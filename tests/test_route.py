@@ -42,7 +42,7 @@ def test_routing_counts_match_the_routers(tiny_moe):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mixnu.route import analyze_routing
+    from mixnu.routing import analyze_routing
 
     model = AutoModelForCausalLM.from_pretrained(tiny_moe).eval()
     tok = AutoTokenizer.from_pretrained(tiny_moe)

@@ -32,8 +32,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mixnu.config import StageConfig
-from mixnu.route import RouteConfig, train_router
-from mixnu.train import TrainConfig, TrainResult, train
+from mixnu.train import RouteConfig, TrainConfig, TrainResult, train, train_router
 
 Baseline = Literal["dense_same_steps", "dense_same_tokens", "sparse_upcycling"]
 LABELS: dict[str, str] = {"dense_same_steps": "dense (same steps)", "dense_same_tokens": "dense (same tokens)",

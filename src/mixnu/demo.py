@@ -10,7 +10,7 @@ Steps, each through the toolkit's own stage functions (so the demo is also their
    weight average of the experts (`average_experts`), the baseline BTX must beat;
 6. `route`: train the routers (or routers + all) on the mix with the load-balancing loss (`train_router`);
 7. `evaluate`: held-out bits/char per domain for every model (`mixnu.perplexity`), routing shares per
-   domain x layer x expert (`mixnu.route.analyze_routing`), a few generations per model.
+   domain x layer x expert (`mixnu.routing.analyze_routing`), a few generations per model.
 
 Inputs: `data` (one corpus file per domain, or a data folder with `corpus/` and `eval/`) and
 `eval_data` (a `<domain>_heldout.txt` per domain, never trained on); by default the data folder of
@@ -245,7 +245,7 @@ def _fields(cfg: DemoConfig, part: TrainPart, model: Path, data: list[Path], out
 
 
 def _route_config(cfg: DemoConfig, model: Path, data: list[Path], out: Path) -> Any:
-    from mixnu.route import RouteConfig
+    from mixnu.train import RouteConfig
 
     return RouteConfig(**_fields(cfg, cfg.route, model, data, out, cfg.seed + 9), router_lr=cfg.route.router_lr,
                        router_aux_loss_coef=cfg.route.router_aux_loss_coef)
@@ -311,7 +311,7 @@ def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -
     from mixnu import arch
     from mixnu.baselines import model_cost
     from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
-    from mixnu.route import analyze_routing
+    from mixnu.routing import analyze_routing
 
     texts = {d: read_texts(p, cfg.eval.max_chars) for d, p in held.items()}
     out: dict[str, Any] = {"scores": {}, "routing": {}, "generations": {}, "cost": {}}
@@ -336,7 +336,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from transformers.utils import logging as hf_logging
 
     from mixnu import demo_report as report
-    from mixnu.route import train_router
+    from mixnu.train import train_router
 
     t_start = time.perf_counter()
     hf_logging.disable_progress_bar()  # the stages show their own progress; keeps --quiet quiet

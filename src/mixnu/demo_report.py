@@ -131,7 +131,7 @@ def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -
 def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any], train: dict[str, Any],
           steps: dict[str, float], wall: float, machine: dict[str, Any], data: Any = None) -> dict[str, Any]:
     """Write results.json, summary.md and the PNGs into `folder`; return {"table", "targets"}."""
-    from mixnu.route import plot_heatmap, plot_layers, routing_markdown
+    from mixnu.routing import plot_heatmap, plot_layers, routing_markdown
 
     domains = list(next(iter(ev["scores"].values())).domains)
     bpc = {name: {d: s.domains[d].bits_per_char for d in domains} for name, s in ev["scores"].items()}

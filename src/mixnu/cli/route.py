@@ -1,5 +1,5 @@
 """`mixnu route` (train the routers of a merged MoE) and `mixnu routing` (which expert each domain
-uses). Both only parse options and call `mixnu.route`."""
+uses). Both only parse options and call `mixnu.train.router` and `mixnu.routing`."""
 
 from __future__ import annotations
 
@@ -41,13 +41,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a merged MoE's routers (or routers + everything) with the load-balancing loss (BTX MiX stage)."""
         from mixnu.cli._common import emit
-        from mixnu.route import RouteConfig, load_markdown, train_router
+        from mixnu.train import RouteConfig, expert_load_markdown, train_router
 
         cfg = build_config(ctx, RouteConfig, config, sets)
         r = train_router(cfg)
         emit(r, json_out, quiet, f"trained {cfg.trainable} for {r.train.steps} steps -> {r.train.out}/\n"
                                  f"expert load per layer (share of top-k slots, last logged steps):\n"
-                                 f"{load_markdown(r.expert_load)}")
+                                 f"{expert_load_markdown(r.expert_load)}")
 
     @app.command("routing")
     def routing(
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Share of tokens routed to each expert, per domain and layer (top-1 and top-k): heatmap PNG + JSON."""
         from mixnu.cli._common import emit
-        from mixnu.route import RoutingConfig, routing_report
+        from mixnu.routing import RoutingConfig, routing_report
 
         result = routing_report(build_config(ctx, RoutingConfig, config, sets, values={"data": parse_data(data)}))
         emit(result, json_out, quiet, f"{result.table}\n\nrouting written to {result.out}/")

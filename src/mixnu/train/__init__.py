@@ -13,7 +13,8 @@ GPUs with DeepSpeed ZeRO-3 or FSDP, which Accelerate sets up from its config fil
   `train_config.yaml`, `train_result.json`), built in a temp folder and renamed at the end; while
   training, `<out>.ckpt/` holds the live `log.jsonl` and `step-NNNNNNN/` checkpoints (each written atomically).
 
-The package's modules, top down: `loop` (`train` = `setup` -> `fit` -> `finish`), `heldout` (eval
+The package's modules, top down: `router` (router training after the merge, `mixnu route`:
+a `TrainConfig` for `train`), `loop` (`train` = `setup` -> `fit` -> `finish`), `heldout` (eval
 windows, `evaluate`), `trainable` (loading, the trainable modes, LoRA), `checkpoint` (save / resume /
 the final folder), `dist` (the Accelerator, FSDP from an Accelerate config file), `experts` (MoE expert load), `data` (tokenise,
 cache, pack, data order), `config` (`TrainConfig`, `TrainResult`, the lr schedule).
@@ -22,10 +23,11 @@ cache, pack, data order), `config` (`TrainConfig`, `TrainResult`, the lr schedul
 from mixnu.train.config import Trainable, TrainConfig, TrainResult, get_lr, step_tokens
 from mixnu.train.heldout import EvalSet, evaluate, load_eval
 from mixnu.train.loop import FitStats, TrainRun, finish, fit, resume_or_start, setup, train
+from mixnu.train.router import RouteConfig, RouteResult, check_moe, expert_load_markdown, train_router
 from mixnu.train.trainable import load_model, select_trainable
 
 __all__ = [
     "Trainable", "TrainConfig", "TrainResult", "get_lr", "step_tokens", "EvalSet", "evaluate", "load_eval",
     "FitStats", "TrainRun", "setup", "resume_or_start", "fit", "finish", "train", "load_model",
-    "select_trainable",
+    "select_trainable", "RouteConfig", "RouteResult", "check_moe", "expert_load_markdown", "train_router",
 ]
