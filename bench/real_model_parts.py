@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mixnu.datasets import heldout_files
-from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
+from mixnu.perplexity import load_causal_lm, load_tokenizer, read_texts, score_model
 
 _EN_MODULES = ("argparse", "json", "pathlib", "shutil", "subprocess", "textwrap", "logging", "csv", "zipfile",
                "tarfile", "difflib", "statistics", "calendar", "datetime", "collections", "threading", "random")
@@ -94,7 +94,7 @@ def score_all(models: dict[str, tuple[Path, Path]], evalsets: dict[str, list[str
     for name, (mdir, tdir) in models.items():
         key = f"{mdir}@{(mdir / 'config.json').stat().st_mtime_ns}"
         if key not in cache:
-            model, tok = load_model(mdir), load_tokenizer(tdir)
+            model, tok = load_causal_lm(mdir), load_tokenizer(tdir)
             t0 = time.perf_counter()
             s = score_model(model, tok, evalsets, name=name, max_length=256, batch_size=8, quiet=False)
             row = {f"{d}": round(v.bits_per_char, 4) for d, v in s.domains.items()}
@@ -115,7 +115,7 @@ def score_all(models: dict[str, tuple[Path, Path]], evalsets: dict[str, list[str
 def _hf_side(model_dir: Path, new_tokens: int, top: int) -> dict[str, Any]:
     import torch
 
-    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    model, tok = load_causal_lm(model_dir), load_tokenizer(model_dir)
     prompts = [tok(p, add_special_tokens=False).input_ids for p in KO_PROMPTS + EN_PROMPTS]
     greedy, logprobs = [], []
     with torch.no_grad():

@@ -109,9 +109,9 @@ def _dense(cfg: Any, demo_cfg: Any, demo: Path, work: Path, base: Path, files: d
 
 
 def _score(path: Path, texts: dict[str, list[str]], cfg: Any) -> dict[str, float]:
-    from mixnu.perplexity import load_model, load_tokenizer, score_model
+    from mixnu.perplexity import load_causal_lm, load_tokenizer, score_model
 
-    s = score_model(load_model(path), load_tokenizer(path), texts, max_length=cfg.eval.max_length,
+    s = score_model(load_causal_lm(path), load_tokenizer(path), texts, max_length=cfg.eval.max_length,
                     batch_size=cfg.eval.batch_size)
     return {d: v.bits_per_char for d, v in s.domains.items()}
 

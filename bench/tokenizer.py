@@ -40,8 +40,8 @@ from mixnu.tokenizer import (  # noqa: E402
     compare_tokenizers,
     extend_tokenizer,
     fallback_markdown,
-    load_tokenizer,
     markdown,
+    open_for_compare,
     plot_vocab_tokens,
     reachable_share,
     side_by_side,
@@ -205,7 +205,7 @@ def loadable(peers: dict[str, Path]) -> tuple[dict[str, Path], dict[str, str]]:
     ok, failed = {}, {}
     for name, path in peers.items():
         try:
-            load_tokenizer(name, path)
+            open_for_compare(name, path)
             ok[name] = path
         except Exception as exc:  # recorded in the results, never hidden
             failed[name] = f"{type(exc).__name__}: {exc}"

@@ -103,7 +103,7 @@ def test_cli_prints_table_and_json(tmp_path, data_root, llama2_sp_model, run_cli
 
 def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, data_root, llama2_sp_model, run_cli):
     """dev and ood: one row set per file, domains as FILE/DOMAIN, byte-fallback characters by kind."""
-    from mixnu.tokenizer import load_tokenizer
+    from mixnu.tokenizer import open_for_compare
 
     texts = [data_root / DEV, data_root / "eval/ood_sentences.tsv"]
     res = compare_tokenizers(CompareConfig(tokenizers={"l2": llama2_sp_model}, texts=texts, max_lines=300))
@@ -117,7 +117,7 @@ def test_two_text_files_side_by_side_with_fallback_characters(tmp_path, data_roo
         counted = sum(len(c.encode()) * n for kinds in fb[part].values() for c, n in kinds.items())
         assert counted == drows[0]["byte_tokens"], part
     assert fb["ood_sentences/tech"]["syllable"]["있"] > 10  # Llama-2 has no piece for 있
-    tok = load_tokenizer("l2", llama2_sp_model)
+    tok = open_for_compare("l2", llama2_sp_model)
     assert tok.byte_values[tok.encode(["\n"])[0][-1]] == b"\n"
     rc, out, _ = run_cli("tokenizer", "compare", "--tokenizer", f"l2={llama2_sp_model}", "--text", texts[0],
                          "--text", texts[1], "--max-lines", "20")

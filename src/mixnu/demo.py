@@ -310,13 +310,13 @@ def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -
     """bits/char of every model; routing stats of every MoE; generations."""
     from mixnu import arch
     from mixnu.baselines import model_cost
-    from mixnu.perplexity import load_model, load_tokenizer, read_texts, score_model
+    from mixnu.perplexity import load_causal_lm, load_tokenizer, read_texts, score_model
     from mixnu.routing import analyze_routing
 
     texts = {d: read_texts(p, cfg.eval.max_chars) for d, p in held.items()}
     out: dict[str, Any] = {"scores": {}, "routing": {}, "generations": {}, "cost": {}}
     for name, path in models.items():
-        model, tok = load_model(path), load_tokenizer(path)
+        model, tok = load_causal_lm(path), load_tokenizer(path)
         out["cost"][name] = model_cost(model.config, cfg.model.seq_len)
         kw = dict(name=name, max_length=cfg.eval.max_length, batch_size=cfg.eval.batch_size, quiet=cfg.quiet)
         if arch.is_moe(model.config):

@@ -96,7 +96,7 @@ class PplResult:
     out: Path | None = None
 
 
-def load_model(path: str | Path, device: str = "cpu") -> Any:
+def load_causal_lm(path: str | Path, device: str = "cpu") -> Any:
     """Load a causal LM checkpoint folder in float32 for evaluation, or raise `CheckpointError`."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -217,7 +217,7 @@ def evaluate_perplexity(cfg: PplConfig) -> PplResult:
         config = _read_config(path)
         tokenizer = load_tokenizer(cfg.tokenizer or path)
         check_vocab(tokenizer, config, f"{path}: ")  # before loading any weights
-        model = load_model(path, cfg.device)
+        model = load_causal_lm(path, cfg.device)
         scores.append(score_model(model, tokenizer, texts, name=Path(path).name or str(path),
                                   max_length=cfg.max_length, stride=cfg.stride, batch_size=cfg.batch_size,
                                   quiet=cfg.quiet))

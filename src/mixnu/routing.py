@@ -19,7 +19,7 @@ from mixnu import arch
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError
 from mixnu.io import atomic_dir, write_json, write_text
-from mixnu.perplexity import ModelScores, load_model, load_tokenizer, read_texts, score_model
+from mixnu.perplexity import ModelScores, load_causal_lm, load_tokenizer, read_texts, score_model
 
 
 def router_modules(model: Any) -> list[tuple[int, Any]]:
@@ -232,7 +232,7 @@ def routing_report(cfg: RoutingConfig) -> RoutingResult:
     from mixnu.io import check_output
 
     check_output(cfg.out, cfg.force)
-    model = load_model(cfg.model, cfg.device)
+    model = load_causal_lm(cfg.model, cfg.device)
     router_modules(model)  # dense model -> one clear error before any work
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     texts = {d: read_texts(p, cfg.max_chars) for d, p in cfg.data.items()}

@@ -20,7 +20,7 @@ which only re-exports the names below.
 
 from mixnu.charsets import is_hangul_char
 from mixnu.tokenizer.compare import CompareConfig, CompareResult, compare_tokenizers, parse_named, read_texts
-from mixnu.tokenizer.compare_load import LoadedTokenizer, load_tokenizer
+from mixnu.tokenizer.compare_load import LoadedTokenizer, open_for_compare
 from mixnu.tokenizer.compare_tables import fallback_markdown, markdown, plot_vocab_tokens, side_by_side
 from mixnu.tokenizer.config import PROVENANCE_FILE, ExtendConfig, ExtendResult
 from mixnu.tokenizer.extend import extend_tokenizer
@@ -38,7 +38,7 @@ __all__ = [
     "fallback_markdown",
     "is_hangul_char",
     "load_sp_proto",
-    "load_tokenizer",
+    "open_for_compare",
     "markdown",
     "parse_named",
     "plot_vocab_tokens",

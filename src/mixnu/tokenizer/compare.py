@@ -33,7 +33,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import ConfigError, DataError
 from mixnu.io import atomic_dir, check_output, iter_corpus, write_json, write_text
-from mixnu.tokenizer.compare_load import load_tokenizer
+from mixnu.tokenizer.compare_load import open_for_compare
 from mixnu.tokenizer.compare_tables import (
     fallback_chars,
     fallback_markdown,
@@ -143,7 +143,7 @@ def compare_tokenizers(cfg: CompareConfig) -> CompareResult:
     set_names = list(dict.fromkeys(s for s, _, _ in rows_in)) if len(cfg.texts) > 1 else []
     parts = sorted({d for _, d, _ in rows_in})
     index = {k: [i for i, r in enumerate(rows_in) if k in (r[0], r[1])] for k in [*set_names, *parts]}
-    loaded = [load_tokenizer(n, p) for n, p in cfg.tokenizers.items()]
+    loaded = [open_for_compare(n, p) for n, p in cfg.tokenizers.items()]
     rows: list[dict[str, Any]] = []
     by = {k: [] for k in index}
     fallback: dict[str, dict[str, dict[str, dict[str, int]]]] = {}

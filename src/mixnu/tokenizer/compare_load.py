@@ -1,6 +1,6 @@
 """Tokenizers loaded for `mixnu tokenizer compare`: ids per line, and which ids stand for raw bytes.
 
-`load_tokenizer(NAME, PATH)` opens a SentencePiece model file (encoded with `sentencepiece` itself), a
+`open_for_compare(NAME, PATH)` opens a SentencePiece model file (encoded with `sentencepiece` itself), a
 Hugging Face tokenizer folder (its fast tokenizer) or a GGUF vocab file (transformers' GGUF
 converter). Byte-level ids: the `<0xNN>` pieces of byte-fallback tokenizers (SentencePiece, Llama-2),
 and the tokens of byte-level BPE (GPT-2 style: Llama-3, Qwen2) whose bytes are not whole UTF-8
@@ -95,7 +95,7 @@ def _gguf_tokenizer_only(path: Path) -> Any:
         return None
 
 
-def load_tokenizer(name: str, path: str | Path) -> LoadedTokenizer:
+def open_for_compare(name: str, path: str | Path) -> LoadedTokenizer:
     """Load NAME=PATH (SentencePiece model, tokenizer folder, or GGUF vocab file) for comparison."""
     path = Path(path)
     if not path.exists():

@@ -24,10 +24,10 @@ from mixnu.train.config import Trainable, TrainConfig, TrainResult, get_lr, step
 from mixnu.train.heldout import EvalSet, evaluate, load_eval
 from mixnu.train.loop import FitStats, TrainRun, finish, fit, resume_or_start, setup, train
 from mixnu.train.router import RouteConfig, RouteResult, check_moe, expert_load_markdown, train_router
-from mixnu.train.trainable import load_model, select_trainable
+from mixnu.train.trainable import load_for_training, select_trainable
 
 __all__ = [
     "Trainable", "TrainConfig", "TrainResult", "get_lr", "step_tokens", "EvalSet", "evaluate", "load_eval",
-    "FitStats", "TrainRun", "setup", "resume_or_start", "fit", "finish", "train", "load_model",
+    "FitStats", "TrainRun", "setup", "resume_or_start", "fit", "finish", "train", "load_for_training",
     "select_trainable", "RouteConfig", "RouteResult", "check_moe", "expert_load_markdown", "train_router",
 ]

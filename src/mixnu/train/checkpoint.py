@@ -65,7 +65,8 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path, model, optimizer, cfg, accelerator) -> dict:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
+    from safetensors.torch import load_model as load_safetensors_into
 
     try:
         state = json.loads((path / "state.json").read_text())
@@ -81,7 +82,7 @@ def load_checkpoint(path: Path, model, optimizer, cfg, accelerator) -> dict:
         if state.get("format") == "accelerate":
             accelerator.load_state(str(path))
         else:
-            load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
+            load_safetensors_into(accelerator.unwrap_model(model), str(path / "model.safetensors"))
             optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
             torch.set_rng_state(load_file(str(path / "rng.safetensors"))["cpu"])
     except (OSError, SafetensorError, RuntimeError, KeyError, ValueError) as exc:

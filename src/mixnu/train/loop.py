@@ -31,7 +31,7 @@ from mixnu.train.data import batch_indices, pack_blocks, tokenize_docs
 from mixnu.train.dist import make_accelerator
 from mixnu.train.experts import ExpertLoad, shares
 from mixnu.train.heldout import EvalSet, evaluate, load_eval
-from mixnu.train.trainable import load_model, select_trainable, wrap_lora
+from mixnu.train.trainable import load_for_training, select_trainable, wrap_lora
 
 
 @dataclass
@@ -126,7 +126,7 @@ def setup(cfg: TrainConfig) -> TrainRun:
     accelerator = make_accelerator(cfg.cpu, "bf16" if precision == "bf16" else "no", cfg.grad_accum, cfg.fsdp_config)
     _check_engine(accelerator, cfg)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_model(cfg.model, cfg)
+    model, tokenizer = load_for_training(cfg.model, cfg)
     moe = arch.is_moe(model.config)
     if cfg.trainable == "lora":
         model = wrap_lora(model, cfg)

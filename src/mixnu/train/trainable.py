@@ -14,7 +14,7 @@ from mixnu.hf import first_line, quiet_transformers
 from mixnu.train.config import TrainConfig
 
 
-def load_model(path: Path, cfg: TrainConfig | None = None):
+def load_for_training(path: Path, cfg: TrainConfig | None = None):
     """Model and tokenizer from a checkpoint folder; `CheckpointError` (one line) if missing or corrupt."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
