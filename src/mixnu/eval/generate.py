@@ -32,6 +32,7 @@ from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.eval.suite import Prompt, Suite, load_suite
 from mixnu.io import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl, write_text
+from mixnu.seeds import seed_for
 from mixnu.text import chat_prompt_ids, document_ids, normalize_text
 
 
@@ -301,7 +302,7 @@ def _run_hf(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int]]
         sample_kw.update(temperature=None, top_p=None, top_k=None)
     for b, batch in _batches(jobs, cfg.batch_size):
         # Seeded per batch: the same config reproduces the same text (for a run that is not resumed).
-        torch.manual_seed(cfg.seed * 1_000_003 + b)
+        torch.manual_seed(seed_for(cfg.seed, b))
         ids, mask = _left_padded([prompt_ids(spec, tok, p.prompt) for p, _ in batch], tok.pad_token_id)
         enc = {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
         with torch.no_grad():
@@ -324,7 +325,7 @@ def _run_vllm(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Prompt, int
     tok = llm.get_tokenizer()
     for _, batch in _batches(jobs, max(cfg.batch_size, 64)):
         params = [SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-                                 repetition_penalty=cfg.repetition_penalty, seed=cfg.seed * 1_000_003 + s)
+                                 repetition_penalty=cfg.repetition_penalty, seed=seed_for(cfg.seed, s))
                   for _, s in batch]
         outs = llm.generate([{"prompt_token_ids": prompt_ids(spec, tok, p.prompt)} for p, _ in batch], params)
         for (p, s), o in zip(batch, outs, strict=True):
@@ -354,7 +355,7 @@ async def _run_openai(spec: ModelSpec, cfg: GenerateConfig, jobs: list[tuple[Pro
 
     async def one(p: Prompt, s: int) -> None:
         async with sem:
-            seed = cfg.seed * 1_000_003 + s
+            seed = seed_for(cfg.seed, s)
             if spec.api == "chat":
                 def fn():
                     return client.chat.completions.create(

@@ -23,6 +23,7 @@ import torch
 
 from mixnu.errors import DataError
 from mixnu.io import read_corpus, sha256_file
+from mixnu.seeds import seed_for
 from mixnu.text import document_ids
 
 CACHE_VERSION = "2"  # 2: special-token spellings in text are text (issue #11)
@@ -144,7 +145,7 @@ def batch_indices(start: int, count: int, n_blocks: int, seed: int) -> torch.Ten
     pos, filled = start, 0
     while filled < count:
         epoch, offset = divmod(pos, n_blocks)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(seed_for(seed, epoch))
         perm = torch.randperm(n_blocks, generator=gen)
         take = min(count - filled, n_blocks - offset)
         out[filled: filled + take] = perm[offset: offset + take]

@@ -25,6 +25,7 @@ from mixnu import arch
 from mixnu.config import dump_config
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.io import append_jsonl, atomic_dir, check_output, read_jsonl, write_json, write_jsonl, write_text
+from mixnu.seeds import seed_for
 from mixnu.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from mixnu.train.config import TrainConfig, TrainResult, get_lr, step_tokens
 from mixnu.train.data import batch_indices, pack_blocks, tokenize_docs
@@ -176,7 +177,7 @@ def _train_step(run: TrainRun, step: int, lr: float, load: ExpertLoad | None) ->
     P, B = acc.num_processes, cfg.batch_size
     for g in run.optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
-    torch.manual_seed(cfg.seed * 1_000_003 + step * P + acc.process_index)  # dropout etc.
+    torch.manual_seed(seed_for(cfg.seed, step * P + acc.process_index))  # dropout etc.
     idx = batch_indices(step * run.per_step, run.per_step, run.blocks.shape[0], cfg.seed)
     losses = []
     for micro in range(cfg.grad_accum):
