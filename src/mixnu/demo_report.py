@@ -105,13 +105,11 @@ def results_table(bpc: dict[str, dict[str, float]], domains: list[str],
 
 def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -> None:
     """Grouped bars: bits/char per domain for each model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))  # no pyplot: the caller's backend stays as it is
+    ax = fig.subplots()
     width = 0.8 / len(bpc)
     x = np.arange(len(domains))
     for i, (name, row) in enumerate(bpc.items()):
@@ -125,7 +123,6 @@ def plot_bpc(bpc: dict[str, dict[str, float]], domains: list[str], path: Path) -
     fig.tight_layout()
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
 
 
 def write(folder: Path, cfg: Any, ev: dict[str, Any], tok_table: dict[str, Any], train: dict[str, Any],

@@ -193,9 +193,7 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
     shaded relative to its own largest count and shows the counts.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     crits = [*CRITERIA, ALL]
     labels = sorted({v for lab, _ in grids.values() for v in lab})
@@ -204,7 +202,7 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
     # Fixed margins in inches (bbox_inches="tight" would draw every text twice).
     left, right, top, bottom, cell = 1.5, 0.2, 0.75, 0.55, 0.3
     width, height = left + right + cell * img.shape[1], top + bottom + cell * img.shape[0]
-    fig = plt.figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height))  # no pyplot: the caller's backend stays as it is
     ax = fig.add_axes((left / width, bottom / height, cell * img.shape[1] / width, cell * img.shape[0] / height))
     for r, cat in enumerate(categories):
         for c, crit in enumerate(crits):
@@ -236,7 +234,6 @@ def _plot(path: Path, a: str, b: str, grids: dict[tuple[str, str], tuple[list[fl
     fig.suptitle(f"{a} vs {b}: confusion matrices by category and criterion", fontsize=10,
                  y=1 - 0.15 / height, va="top")
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _fmt(v: Any) -> str:

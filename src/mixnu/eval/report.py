@@ -166,15 +166,12 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _plot(rows: list[dict[str, Any]], key: str, order: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     models = sorted({r["model"] for r in rows})
     groups = [g for g in order if any(r[key] == g for r in rows)]
-    fig, axes = plt.subplots(len(CRITERIA), 1, figsize=(max(6, 1.1 * len(groups) * max(1, len(models)) / 2), 9),
-                             sharex=True)
+    fig = Figure(figsize=(max(6, 1.1 * len(groups) * max(1, len(models)) / 2), 9))  # no pyplot: backend untouched
+    axes = fig.subplots(len(CRITERIA), 1, sharex=True, squeeze=False)[:, 0]
     width = 0.8 / max(1, len(models))
     for ax, c in zip(axes, CRITERIA, strict=True):
         for i, m in enumerate(models):
@@ -193,7 +190,6 @@ def _plot(rows: list[dict[str, Any]], key: str, order: list[str], path: Path, ti
     axes[-1].set_xticks(range(len(groups)), [g.replace("_", " ") for g in groups], rotation=30, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _score_rows(responses: list[dict[str, Any]], suite: Any,

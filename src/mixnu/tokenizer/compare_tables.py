@@ -118,12 +118,10 @@ def table_csv(rows: list[dict[str, Any]], domains: dict[str, list[dict[str, Any]
 
 def plot_vocab_tokens(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """PNG: vocabulary size (log x) against average tokens per line, one labelled point per tokenizer."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)  # no pyplot: the caller's backend stays as it is
+    ax = fig.subplots()
     for r in rows:
         ax.scatter(r["vocab"], r["tokens_per_line"], s=40)
         ax.annotate(r["tokenizer"], (r["vocab"], r["tokens_per_line"]), textcoords="offset points", xytext=(5, 5))
@@ -135,5 +133,4 @@ def plot_vocab_tokens(rows: list[dict[str, Any]], path: Path, title: str = "") -
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
 
