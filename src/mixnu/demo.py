@@ -35,6 +35,7 @@ from mixnu.config import StageConfig
 from mixnu.console import stderr
 from mixnu.datasets import DataSource, llama2_tokenizer_model, resolve_inputs
 from mixnu.errors import DataError
+from mixnu.hf import quiet_transformers
 from mixnu.io import atomic_dir, read_corpus
 from mixnu.text import document_ids
 
@@ -332,14 +333,17 @@ def _evaluate(cfg: DemoConfig, models: dict[str, Path], held: dict[str, Path]) -
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the recipe end to end and write `cfg.out` (see the module docstring)."""
+    with quiet_transformers():  # the stages show their own progress; keeps --quiet quiet
+        return _run_demo(cfg)
+
+
+def _run_demo(cfg: DemoConfig) -> DemoResult:
     import torch
-    from transformers.utils import logging as hf_logging
 
     from mixnu import demo_report as report
     from mixnu.train import train_router
 
     t_start = time.perf_counter()
-    hf_logging.disable_progress_bar()  # the stages show their own progress; keeps --quiet quiet
     if cfg.threads == "auto":
         cores = os.cpu_count() or 1
         torch.set_num_threads(max(1, min(cores, round(cores - os.getloadavg()[0]))))

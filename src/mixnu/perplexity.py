@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
-from mixnu.hf import resolve_device
+from mixnu.hf import quiet_transformers, resolve_device
 from mixnu.io import atomic_dir, read_corpus, write_json, write_text
 from mixnu.scoring import Window, bits_per_char, run_windows, tokenize_domain
 
@@ -104,11 +104,9 @@ def load_causal_lm(path: str | Path, device: str = "cpu") -> Any:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own bars report progress; keep stderr to one line on errors
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        with quiet_transformers():  # our own bars report progress; keep stderr to one line on errors
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot load the model ({str(exc).splitlines()[0]})") from None
     return model.to(resolve_device(device)).eval()
@@ -212,16 +210,17 @@ def evaluate_perplexity(cfg: PplConfig) -> PplResult:
         raise ConfigError(f"{cfg.out} already exists; choose another --out or pass --force")
     texts = {d: read_texts(p, cfg.max_chars) for d, p in cfg.data.items()}
     scores = []
-    torch.manual_seed(0)
-    for path in cfg.models:
-        config = _read_config(path)
-        tokenizer = load_tokenizer(cfg.tokenizer or path)
-        check_vocab(tokenizer, config, f"{path}: ")  # before loading any weights
-        model = load_causal_lm(path, cfg.device)
-        scores.append(score_model(model, tokenizer, texts, name=Path(path).name or str(path),
-                                  max_length=cfg.max_length, stride=cfg.stride, batch_size=cfg.batch_size,
-                                  quiet=cfg.quiet))
-        del model
+    with torch.random.fork_rng():  # seeded for repeatable scores without reseeding the caller's RNG
+        torch.manual_seed(0)
+        for path in cfg.models:
+            config = _read_config(path)
+            tokenizer = load_tokenizer(cfg.tokenizer or path)
+            check_vocab(tokenizer, config, f"{path}: ")  # before loading any weights
+            model = load_causal_lm(path, cfg.device)
+            scores.append(score_model(model, tokenizer, texts, name=Path(path).name or str(path),
+                                      max_length=cfg.max_length, stride=cfg.stride, batch_size=cfg.batch_size,
+                                      quiet=cfg.quiet))
+            del model
     table = markdown_table(scores)
     result = PplResult(scores=scores, table=table, out=cfg.out)
     if cfg.out is not None:
