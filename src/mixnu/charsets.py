@@ -11,9 +11,7 @@ Ranges are inclusive `(first, last)` code points:
   extensions, half-width katakana.
 
 Used by `mixnu.tokenizer` (which characters are Hangul; the coverage policy's sets; byte-level tokens)
-and meant for `mixnu.eval.checks.script_counts` (which spells the same ranges itself today, with
-U+3130–318F for compatibility jamo: U+3130 and U+318F are unassigned, so both spellings count the same
-letters; its Han range is `HANJA_BMP`).
+and by `mixnu.eval.checks.script_counts` (`HANGUL`, `KANA`, `HANJA_BMP`).
 """
 
 from __future__ import annotations

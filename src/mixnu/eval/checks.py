@@ -13,6 +13,8 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mixnu.charsets import HANGUL, HANJA_BMP, KANA, in_ranges
+
 ZERO_WIDTH = frozenset({"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e"})
 _SYMBOL_RUN = re.compile(r"[^\w\s]{4,}")
 _NUMBERING = re.compile(r"^\s*(?:\d+|[a-zA-Z]|[ivx]+)[.)]\s*", re.M)
@@ -25,15 +27,16 @@ SHORT_CHARS = 5
 
 
 def script_counts(text: str) -> dict[str, int]:
-    """Letters by script: hangul, kana (Japanese), han (CJK ideographs), latin, other."""
+    """Letters by script: hangul, kana (Japanese), han (CJK ideographs in the BMP), latin, other.
+
+    Ranges from `mixnu.charsets` (`HANGUL`, `KANA`, `HANJA_BMP`)."""
     counts = {"hangul": 0, "kana": 0, "han": 0, "latin": 0, "other": 0}
     for ch in text:
-        cp = ord(ch)
-        if 0xAC00 <= cp <= 0xD7A3 or 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F:
+        if in_ranges(ch, HANGUL):
             counts["hangul"] += 1
-        elif 0x3040 <= cp <= 0x30FF or 0x31F0 <= cp <= 0x31FF or 0xFF66 <= cp <= 0xFF9D:
+        elif in_ranges(ch, KANA):
             counts["kana"] += 1
-        elif 0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0xF900 <= cp <= 0xFAFF:
+        elif in_ranges(ch, HANJA_BMP):
             counts["han"] += 1
         elif ch.isascii() and ch.isalpha() or unicodedata.category(ch).startswith("L") and "LATIN" in unicodedata.name(ch, ""):
             counts["latin"] += 1
