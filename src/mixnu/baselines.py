@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mixnu import arch
 from mixnu.config import StageConfig
 from mixnu.train import RouteConfig, TrainConfig, TrainResult, train, train_router
 
@@ -119,8 +120,8 @@ def model_cost(config: Any, seq_len: int) -> dict[str, int]:
                      num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
                      num_key_value_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
                      vocab_size=config.vocab_size, tie_word_embeddings=bool(config.tie_word_embeddings))
-    experts = int(getattr(config, "num_local_experts", None) or 1)
-    top_k = int(getattr(config, "num_experts_per_tok", None) or 1) if experts > 1 else None
+    experts = arch.num_experts(config) or 1
+    top_k = (arch.top_k(config) or 1) if experts > 1 else None
     total = param_counts(a, a.vocab_size, experts)
     active = param_counts(a, a.vocab_size, experts, top_k)
     matmul = active - (0 if a.tie_word_embeddings else a.vocab_size * a.hidden_size)
