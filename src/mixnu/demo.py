@@ -1,6 +1,8 @@
 """The whole recipe at toy scale on a CPU: `mixnu demo` / `make demo`.
 
-Steps, each through the toolkit's own stage functions (so the demo is also their integration test):
+Steps, each through the toolkit's own stage functions (so the demo also tests tokenizer, train, merge,
+route, baselines and perplexity end to end; it does not run `expand`, which needs real Llama-2 weights,
+nor fetch, data preparation, GGUF or the judge):
 1. `tokenizer`: extend the Llama-2 SentencePiece tokenizer with Korean pieces (`extend_tokenizer`;
    a small added vocabulary, see docs/demo.md) and compare it with Llama-2's on the dev set;
 2. `init`: a tiny Llama built from scratch with that vocabulary (real 7B weights are not available);
@@ -9,6 +11,7 @@ Steps, each through the toolkit's own stage functions (so the demo is also their
 5. `merge`: BTX merge into a Mixtral MoE, once per router init (`merge_experts`), and the dense
    weight average of the experts (`average_experts`), the baseline BTX must beat;
 6. `route`: train the routers (or routers + all) on the mix with the load-balancing loss (`train_router`);
+   then the `baselines` listed in the config, at the same budget (`mixnu.baselines.train_baselines`);
 7. `evaluate`: held-out bits/char per domain for every model (`mixnu.perplexity`), routing shares per
    domain x layer x expert (`mixnu.routing.analyze_routing`), a few generations per model.
 
