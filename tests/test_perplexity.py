@@ -103,3 +103,19 @@ def test_ppl_refuses_mismatched_tokenizer(tmp_path, tiny_llama_dir, heldout, run
 def test_ppl_refuses_missing_model_folder(tmp_path, heldout, run_cli):
     rc, _, err = run_cli("ppl", "--model", tmp_path / "nope", "--data", f"law={heldout['law']}")
     assert rc == 1 and "not a model folder" in err
+
+
+def test_evaluate_perplexity_leaves_caller_rng_and_progress_bars(tiny_llama_dir, heldout):
+    """The library call seeds its own RNG fork and puts transformers' progress bars back as it found them."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from mixnu.perplexity import PplConfig, evaluate_perplexity
+
+    hf_logging.enable_progress_bar()
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    evaluate_perplexity(PplConfig(models=[tiny_llama_dir], data={"law": heldout["law"]}, max_chars=200, quiet=True))
+    assert torch.equal(torch.rand(3), expected)
+    assert hf_logging.is_progress_bar_enabled()
