@@ -120,15 +120,13 @@ def analyze_routing(model: Any, tokenizer: Any, texts: dict[str, list[str]], *, 
 def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing share",
                  expert_names: list[str] | None = None) -> None:
     """One panel per layer: rows are domains, columns experts, colour and text the top-1 share."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     domains = list(stats.top1)
     L = len(stats.layers)
-    fig, axes = plt.subplots(1, L, figsize=(1.2 + 0.9 * stats.experts * L, 0.6 * len(domains) + 1.4), squeeze=False)
+    fig = Figure(figsize=(1.2 + 0.9 * stats.experts * L, 0.6 * len(domains) + 1.4))  # no pyplot: no global backend
+    axes = fig.subplots(1, L, squeeze=False)
     for j, ax in enumerate(axes[0]):
         grid = np.array([stats.top1[d][j] for d in domains])
         ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -147,13 +145,11 @@ def plot_heatmap(stats: RoutingStats, path: Path, title: str = "top-1 routing sh
 
 def plot_layers(stats: RoutingStats, path: Path, expert_names: list[str] | None = None) -> None:
     """Per layer: load entropy and router entropy (left); each expert's share of all tokens (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))  # no pyplot: the caller's backend stays as it is
+    a, b = fig.subplots(1, 2)
     x = np.array(stats.layers)
     a.plot(x, stats.load_entropy, "o-", label="load entropy / ln E (1 = balanced)")
     a.plot(x, stats.router_entropy, "s--", label="mean router entropy / ln E")
@@ -177,13 +173,10 @@ def plot_layers(stats: RoutingStats, path: Path, expert_names: list[str] | None 
 
 
 def _save_png(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     from mixnu.io import atomic_write
 
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
 
 
 def routing_markdown(stats: RoutingStats, expert_names: list[str] | None = None) -> str:
