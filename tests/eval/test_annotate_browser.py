@@ -109,6 +109,7 @@ def test_annotation_page_in_chromium(browser, tmp_path: Path):
         expect(page.locator("#position")).to_have_text("Item 1 of 5")
         assert_no_script_ran(page)
         assert page.locator(".invisible", has_text="U+200B").count() >= 3  # zero-width spaces made visible
+        expect(page.locator("#item-id")).not_to_have_text("")
         first_item = page.locator("#item-id").text_content()
 
         # Item 1 with the keyboard, typed fast: focus moves on at once, saves arrive later.
@@ -174,7 +175,7 @@ def test_annotation_page_in_chromium(browser, tmp_path: Path):
         other = ctx.new_page()
         other.goto(url.replace("annotator=alice", "annotator=bob"))
         expect(other.locator("#progress-text")).to_have_text("0 / 5 done", timeout=15000)
-        assert other.locator("#item-id").text_content() == first_item
+        expect(other.locator("#item-id")).to_have_text(first_item)  # waits for the item to render
         assert selected(other) == {}
         other.close()
 
