@@ -50,6 +50,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp checkout or llama-cpp-python sdist")
     ap.add_argument("--server-python", type=Path, required=True, help="python of a venv with llama-cpp-python[server]")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="Korean tokens added (last one used)")
+    ap.add_argument("--inits", nargs="+", default=["subword-mean", "mean", "random"],
+                    choices=["subword-mean", "mean", "random"], help="row initialisations compared")
     ap.add_argument("--new-rows-steps", type=int, default=12)
     ap.add_argument("--all-steps", type=int, default=8)
     ap.add_argument("--domains", nargs="+", default=["law", "daily"])
@@ -58,6 +60,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--eval-chars", type=int, default=1500, help="held-out characters per Korean domain / English")
+    ap.add_argument("--parity", nargs="+", default=["moe", "dense"], choices=["moe", "dense"],
+                    help="models checked against llama.cpp in stage 5")
     ap.add_argument("--prompts-per-attribute", type=int, default=1)
     ap.add_argument("--server-prompts", type=int, default=None, help="at most this many suite prompts on the server")
     ap.add_argument("--max-lines", type=int, default=4000, help="corpus lines read per domain for training")
@@ -123,7 +127,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with stage(out, "expand"):
         rows += score_all({"SmolLM2 (own tokenizer)": (base, base)}, evalsets, args.work, n_old=None)
-        for init in ("subword-mean", "mean", "random"):
+        for init in args.inits:
             exp = args.work / f"expanded-{init}"
             if not (exp / "config.json").is_file():
                 expand_model(ExpandConfig(model=base, tokenizer=tok_dir, out=exp, init=init, force=True))
@@ -157,7 +161,7 @@ def main() -> None:
 
             merge_experts(MergeConfig(base=dense, experts=[ExpertSpec(name=d, path=p, corpus=files[d])
                                                            for d, p in experts.items()],
-                                      experts_per_token=min(2, len(experts)), dtype="float32",
+                                      num_experts_per_tok=min(2, len(experts)), dtype="float32",
                                       router=RouterConfig(init="data", samples=16), out=moe, force=True))
         routed = _train(args.work / "moe-routed", moe, [files[d] for d in args.domains], "router",
                         args.router_steps, 1e-3, train_common)
@@ -173,7 +177,8 @@ def main() -> None:
     # 5. llama.cpp parity
     with stage(out, "llamacpp"):
         out["llamacpp"] = {name: llamacpp_parity(path, args.llama_cpp, args.server_python, args.work / f"{key}.gguf")
-                           for key, name, path in (("moe", "MoE", routed), ("dense", "expanded dense", dense))}
+                           for key, name, path in (("moe", "MoE", routed), ("dense", "expanded dense", dense))
+                           if key in args.parity}
 
     if args.stop_after == "llamacpp":
         return _finish(out, t_start, "real_model_partial")
