@@ -195,6 +195,8 @@ def _runtime_only(args: argparse.Namespace, out: dict[str, Any], t_start: float)
     gguf = args.work / f"{name}.gguf"
     with stage(out, "llamacpp"):
         out["llamacpp"] = {name: llamacpp_parity(args.runtime_only, args.llama_cpp, args.server_python, gguf)}
+    if args.stop_after == "llamacpp":
+        return _finish(out, t_start, f"real_model_runtime_{name}")
     with stage(out, "server"):
         out["server"] = serve_and_judge(gguf, args.server_python, args.work / f"eval-run-{name}",
                                         args.prompts_per_attribute, args.server_prompts)
