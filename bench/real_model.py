@@ -165,8 +165,8 @@ def main() -> None:
                                       router=RouterConfig(init="data", samples=16), out=moe, force=True))
         routed = _train(args.work / "moe-routed", moe, [files[d] for d in args.domains], "router",
                         args.router_steps, 1e-3, train_common)
-        models = {"expanded dense": (dense, dense), **{f"expert {d}": (p, p) for d, p in experts.items()},
-                  "MoE (router trained)": (routed, routed)}
+        models = {"expanded dense": (dense, dense), "MoE (router trained)": (routed, routed),
+                  **{f"expert {d}": (p, p) for d, p in experts.items()}}
         moe_rows = [r for r in rows if r["model"].startswith("SmolLM2")]
         moe_rows += score_all(models, evalsets, args.work, n_old=None)
         out["moe_rows"] = moe_rows
