@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from mixnu.config import StageConfig
 from mixnu.errors import DataError
+from mixnu.hf import first_line
 from mixnu.io import atomic_dir, iter_corpus, sha256_file, write_json, write_text
 from mixnu.text import normalize_text
 
@@ -97,8 +98,7 @@ def _iter_dataset(src: str, cfg: PrepareConfig) -> Iterator[str]:
         else:
             ds = datasets.load_dataset(name, split=cfg.split)
     except Exception as exc:  # datasets raises many kinds (missing, offline, bad format)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{src}: could not load the dataset ({first})") from None
+        raise DataError(f"{src}: could not load the dataset ({first_line(exc)})") from None
     if isinstance(ds, datasets.DatasetDict):
         if cfg.split not in ds:
             raise DataError(f"{src}: no split '{cfg.split}' (splits: {', '.join(ds)}); choose one with --split")

@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 
 from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError, ConfigError, TokenizerError
-from mixnu.hf import quiet_transformers, resolve_device
+from mixnu.hf import first_line, quiet_transformers, resolve_device
 from mixnu.io import atomic_dir, read_corpus, write_json, write_text
 from mixnu.scoring import Window, bits_per_char, run_windows, tokenize_domain
 
@@ -108,7 +108,7 @@ def load_causal_lm(path: str | Path, device: str = "cpu") -> Any:
         with quiet_transformers():  # our own bars report progress; keep stderr to one line on errors
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot load the model ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: cannot load the model ({first_line(exc)})") from None
     return model.to(resolve_device(device)).eval()
 
 
@@ -120,7 +120,7 @@ def _read_config(path: str | Path) -> Any:
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable config.json ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: unreadable config.json ({first_line(exc)})") from None
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -130,7 +130,7 @@ def load_tokenizer(path: str | Path) -> Any:
     try:
         return AutoTokenizer.from_pretrained(Path(path))
     except (OSError, ValueError) as exc:
-        raise TokenizerError(f"{path}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from None
+        raise TokenizerError(f"{path}: cannot load a tokenizer ({first_line(exc)})") from None
 
 
 def check_vocab(tokenizer: Any, model: Any, where: str = "") -> None:

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from mixnu.config import load_config
 from mixnu.console import stderr
-from mixnu.errors import MixnuError
 from mixnu.io import to_jsonable, write_json
 
 C = TypeVar("C", bound=BaseModel)
@@ -46,14 +45,6 @@ def emit(result: Any, json_out: Path | None, quiet: bool, summary: str | None = 
             write_json(json_out, data)
     if not quiet and summary:
         stderr.print(summary, highlight=False, soft_wrap=True)
-
-
-def not_available(stage: str, issue: int) -> None:
-    """Raise the error of a stage that is not built yet (it must not pretend to work)."""
-    raise MixnuError(f"'mixnu {stage}' is not available yet in this version (tracked in issue #{issue})")
-
-
-PLACEHOLDER_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 # ---- the one override rule --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from mixnu.config import StageConfig
 from mixnu.console import progress
 from mixnu.errors import CheckpointError, ConfigError
 from mixnu.eval.suite import Prompt, Suite, load_suite
+from mixnu.hf import first_line, resolve_device
 from mixnu.io import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl, write_text
 from mixnu.seeds import seed_for
 from mixnu.text import chat_prompt_ids, document_ids, normalize_text
@@ -232,14 +233,6 @@ def _reusable(path: Path, by_id: dict[str, Prompt], settings: dict[str, dict[str
 
 # ---- backends ---------------------------------------------------------------------------------------
 
-def _hf_device(cfg: GenerateConfig) -> str:
-    import torch
-
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
-
-
 def load_hf(spec: ModelSpec, cfg: GenerateConfig):
     """(model, tokenizer) for a local checkpoint; `CheckpointError` if it cannot be loaded."""
     import torch
@@ -250,10 +243,9 @@ def load_hf(spec: ModelSpec, cfg: GenerateConfig):
         tok = AutoTokenizer.from_pretrained(spec.path)
         model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"model {spec.name!r}: cannot load {spec.path} ({first[:200]}); "
+        raise CheckpointError(f"model {spec.name!r}: cannot load {spec.path} ({first_line(exc, 200)}); "
                               "it must be a safetensors checkpoint with a tokenizer") from None
-    model.to(_hf_device(cfg)).eval()
+    model.to(resolve_device(cfg.device)).eval()
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
