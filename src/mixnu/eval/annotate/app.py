@@ -87,10 +87,14 @@ def _json(status: int, obj: Any) -> HttpResponse:
     return HttpResponse(status, "application/json; charset=utf-8", json.dumps(obj, ensure_ascii=False).encode())
 
 
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{loc}: {first['msg']}"
+def _parse(model: Any, data: dict[str, Any]) -> Any:
+    """`model` validated from a request body, or a 400 naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestError(400, f"{loc}: {first['msg']}") from None
 
 
 @dataclass
@@ -194,10 +198,7 @@ class AnnotationApp:
         }
 
     def _score(self, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            req = ScoreIn.model_validate(data)
-        except ValidationError as exc:
-            raise RequestError(400, _first_error(exc)) from None
+        req = _parse(ScoreIn, data)
         name = self._annotator(req.annotator)
         if not 1 <= req.score <= 5:
             raise RequestError(400, f"score {req.score} rejected: scores are whole numbers from 1 to 5")
@@ -215,10 +216,7 @@ class AnnotationApp:
         return {"saved": True, "item_complete": complete, **self.progress(name)}
 
     def _navigate(self, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            req = NavigateIn.model_validate(data)
-        except ValidationError as exc:
-            raise RequestError(400, _first_error(exc)) from None
+        req = _parse(NavigateIn, data)
         name = self._annotator(req.annotator)
         if not 0 <= req.position <= len(self.items):
             raise RequestError(400, f"position {req.position} is outside the sample (0-{len(self.items)})")
