@@ -30,9 +30,11 @@ def save_checkpoint(path: Path, model, optimizer, step: int, consumed: int, cfg,
     tmp = path.with_name(f".{path.name}.tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)  # before the barrier: under FSDP every process writes into it at once
     accelerator.wait_for_everyone()
     if sharded:  # the engine's own sharded format; every process writes its shard
         accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()  # each process writes its RNG file last: all done before the rename
     if accelerator.is_main_process:
         try:
             tmp.mkdir(parents=True, exist_ok=True)
