@@ -11,8 +11,9 @@ the corpora, never trained on) and `ood_sentences.tsv` (sources absent from the 
 - targets at 46,262 pieces: ood <= 0.20 % byte-level and <= 0.29x Llama-2's tokens, dev <= 0.10 % and
   <= 0.29x; sentencepiece ids == fast ids on dev, ood and every corpus line; golden non-Korean strings
   tokenized exactly as Llama-2; every added piece reachable; fast encode >= 0.8x Llama-2's;
-- the curve of added pieces against tokens per line (one extension per vocabulary size).
-Writes bench/results/tokenizer.json, tokenizer.md, tokenizer_curve.png, tokenizer_vocab_tokens.png.
+- the curve of added pieces against tokens, dev and ood (one extension per vocabulary size).
+Writes bench/results/tokenizer.json, tokenizer.md, tokenizer_curve.png, tokenizer_policy.png,
+tokenizer_vocab_tokens.png.
 """
 
 from __future__ import annotations
@@ -61,20 +62,26 @@ GOLDEN = [  # non-Korean text: must get exactly Llama-2's ids (also in tests/tes
     "  leading and trailing spaces  \n\nnew  lines  ",
 ]
 
-CURVE_SIZES = [33000, 34000, 36000, 38000, 40000, 42000, 44000, 46262, 50000, 56000]
+CURVE_SIZES = [33000, 34000, 36000, 38000, 40000, 42000, 44000, 46262, 47262, 48262, 50000, 56000]
 # The coverage choices, each measured at 46,262 pieces: one at a time on top of the corpus-only
 # selection (the settings before the coverage policy), then the whole policy with other Hanja counts.
-CORPUS_ONLY = {"syllables": "seen", "conjoining_jamo": False, "hanja_prior": 0, "korean_symbols": False}
+CORPUS_ONLY = {"syllables": "seen", "conjoining_jamo": "none", "hanja_prior": 0, "korean_symbols": False}
+DEFAULT = "policy (default: Hanja prior 1,800)"
 POLICY_VARIANTS = [
     ("corpus only (before the policy)", CORPUS_ONLY),
     ("+ KS X 1001 syllables", {**CORPUS_ONLY, "syllables": "ksx1001+seen"}),
-    ("+ conjoining jamo", {**CORPUS_ONLY, "conjoining_jamo": True}),
+    ("+ modern conjoining jamo (67)", {**CORPUS_ONLY, "conjoining_jamo": "modern"}),
+    ("+ all conjoining jamo (256)", {**CORPUS_ONLY, "conjoining_jamo": "all"}),
     ("+ Korean symbols", {**CORPUS_ONLY, "korean_symbols": True}),
     ("+ Hanja prior 1,800", {**CORPUS_ONLY, "hanja_prior": 1800}),
     ("policy, Hanja prior 1,000", {"hanja_prior": 1000}),
-    ("policy (default: Hanja prior 1,800)", {}),
+    ("policy, Hanja prior 1,400", {"hanja_prior": 1400}),
+    (DEFAULT, {}),
+    ("policy with all 256 conjoining jamo (the earlier default)", {"conjoining_jamo": "all"}),
     ("policy, Hanja prior 4,632 (all)", {"hanja_prior": 4632}),
     ("policy, all 11,172 syllables", {"syllables": "all", "char_share": 0.95}),
+    ("policy at 47,262 pieces", {"vocab_size": 47262}),
+    ("policy at 48,262 pieces", {"vocab_size": 48262}),
 ]
 
 
@@ -104,12 +111,16 @@ def throughput(folders: dict[str, Path], lines: list[str], reps: int) -> dict[st
             for n, t in times.items()}
 
 
-def curve(tmp: Path, corpus: list[Path], dev: Path, base_tokens: int) -> list[dict]:
+def curve(tmp: Path, corpus: list[Path], sets: dict[str, Path]) -> list[dict]:
+    """One extension (default policy) per size in CURVE_SIZES: tokens relative to Llama-2 and % byte-level,
+    on each text set."""
     import sentencepiece as spm
 
     from mixnu.tokenizer import read_texts
 
-    texts = [t for _, t in read_texts([dev])]
+    texts = {name: [t for _, t in read_texts([path])] for name, path in sets.items()}
+    base = spm.SentencePieceProcessor(model_file=str(llama2_tokenizer_model()))
+    base_tokens = {name: sum(map(len, base.encode(t))) for name, t in texts.items()}
     rows = []
     for n in CURVE_SIZES:
         out = tmp / f"curve-{n}"
@@ -118,13 +129,15 @@ def curve(tmp: Path, corpus: list[Path], dev: Path, base_tokens: int) -> list[di
                                             verify_lines=200))
         secs = time.perf_counter() - t0
         sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
-        ids = sp.encode(texts)
-        tokens = sum(map(len, ids))
-        byte = sum(sp.is_byte(i) for x in ids for i in x)
-        rows.append({"vocab": n, "added": res.added, "hangul_pieces": res.added_by_kind["hangul_pieces"],
-                     "tokens_per_line": tokens / len(texts), "relative_to_llama2": tokens / base_tokens,
-                     "pct_byte": 100 * byte / tokens, "extend_s": round(secs, 1)})
-        print(f"  vocab {n}: {rows[-1]['relative_to_llama2']:.4f}x Llama-2, {secs:.1f} s", flush=True)
+        row = {"vocab": n, "added": res.added, "hangul_pieces": res.added_by_kind["hangul_pieces"]}
+        for name, lines in texts.items():
+            ids = sp.encode(lines)
+            tokens = sum(map(len, ids))
+            row[f"{name} vs Llama-2"] = tokens / base_tokens[name]
+            row[f"{name} % byte"] = 100 * sum(sp.is_byte(i) for x in ids for i in x) / tokens
+        row["extend_s"] = round(secs, 1)
+        rows.append(row)
+        print(f"  vocab {n}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if " " in k), flush=True)
         shutil.rmtree(out)
     return rows
 
@@ -166,20 +179,50 @@ def policy_sweep(tmp: Path, corpus: list[Path], sets: dict[str, Path], built: di
 
 
 def plot_curve(rows: list[dict], path: Path) -> None:
+    """Tokens relative to Llama-2 against pieces added (default policy), dev and ood."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
-    ax.plot([r["added"] for r in rows], [r["relative_to_llama2"] for r in rows], "o-", label="mixnu extension")
+    for name, label in (("dev_sentences", "dev (corpus sources)"), ("ood_sentences", "ood (other sources)")):
+        ax.plot([r["added"] for r in rows], [r[f"{name} vs Llama-2"] for r in rows], "o-", ms=4, label=label)
     ax.axhline(0.29, color="grey", ls="--", lw=1, label="target 0.29x")
     ax.axvline(46262 - 32000, color="tab:red", ls=":", lw=1, label="card's vocab (46,262)")
-    ax.set_xlabel("pieces added to Llama-2's 32,000")
-    ax.set_ylabel("tokens per dev line, relative to Llama-2")
-    ax.set_title("Korean dev set: added pieces vs tokens per line")
+    ax.set_xlabel("pieces added to Llama-2's 32,000 (coverage policy: default)")
+    ax.set_ylabel("tokens relative to Llama-2")
+    ax.set_title("Korean text: added pieces vs tokens (lower is better)")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_policy(rows: list[dict], path: Path) -> None:
+    """Each coverage variant as a point: tokens relative to Llama-2 (x) against % byte-level tokens (y),
+    dev and ood side by side, the targets as a shaded box."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120, sharex=True)
+    for ax, (name, cap) in zip(axes, (("dev_sentences", 0.10), ("ood_sentences", 0.20)), strict=True):
+        ax.fill_between([0.27, 0.29], 0, cap, color="tab:green", alpha=0.12, label=f"target (<= 0.29x, <= {cap} %)")
+        for i, r in enumerate(rows):
+            x, y = r[f"{name} vs Llama-2"], r[f"{name} % byte"]
+            ax.plot(x, y, "o", color="tab:red" if r["variant"] == DEFAULT else "tab:blue", ms=5)
+            ax.annotate(str(i + 1), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set_xlim(0.278, 0.32)
+        ax.set_yscale("symlog", linthresh=0.05)
+        ax.set_xlabel("tokens relative to Llama-2")
+        ax.set_ylabel("% byte-level tokens")
+        ax.set_title(name.replace("_sentences", "") + " set")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle("Coverage policy variants (numbers: rows of the policy table; red: default)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -256,6 +299,14 @@ def targets_of(cmp, proof: dict[str, int], reach: float, tp_ratio: float) -> lis
     return rows
 
 
+def all_met_line(rows: list[dict]) -> str:
+    """The smallest measured vocabulary at which the four dev/ood targets hold together."""
+    ok = [r["vocab"] for r in rows if r["dev_sentences vs Llama-2"] <= 0.29 and r["ood_sentences vs Llama-2"] <= 0.29
+          and r["dev_sentences % byte"] <= 0.10 and r["ood_sentences % byte"] <= 0.20]
+    return (f"Smallest measured vocabulary meeting all four dev/ood targets: {min(ok):,} pieces." if ok
+            else "No measured vocabulary meets all four dev/ood targets.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the added-pieces curve and the byte-level base")
@@ -275,7 +326,7 @@ def main() -> None:
         before = extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=corpus, out=tmp / "before",
                                                **CORPUS_ONLY))
         built = {POLICY_VARIANTS[0][0]: (tmp / "before", before, time.perf_counter() - t0),
-                 "policy (default: Hanja prior 1,800)": (tmp / "mixnu", ext, extend_s)}
+                 DEFAULT: (tmp / "mixnu", ext, extend_s)}
         reach = reachable_share(tmp / "mixnu" / "tokenizer.model", 32000)
         proof = proofs(tmp / "mixnu", sets, corpus)
         l2 = llama2_folder(tmp)
@@ -289,8 +340,7 @@ def main() -> None:
         lines = [t for _, t in read_texts([sets["dev_sentences"]])]
         tp = throughput({"Llama-2": l2, "mixnu": tmp / "mixnu"}, lines * 5, args.reps)
         sweep = policy_sweep(tmp, corpus, sets, built)
-        dev_rows = {r["tokenizer"]: r for r in cmp.sets["dev_sentences"]}
-        curve_rows = [] if args.quick else curve(tmp, corpus, sets["dev_sentences"], dev_rows["Llama-2"]["tokens"])
+        curve_rows = [] if args.quick else curve(tmp, corpus, sets)
         byte_level = None if args.quick else byte_level_base(tmp, corpus, gguf, sets["dev_sentences"])
 
     tp_ratio = tp["mixnu"]["chars_per_s"] / tp["Llama-2"]["chars_per_s"]
@@ -304,13 +354,17 @@ def main() -> None:
         report += ["", f"### {dom}", "", markdown(drows)]
     keep = {k: v for k, v in cmp.fallback.items() if k.startswith("mixnu")}
     report += ["", "## Characters that fell back to bytes (mixnu), by kind", "", fallback_markdown(keep),
-               "", "## Coverage policy: each choice at 46,262 pieces", "", markdown_table(sweep),
+               "", "## Coverage policy: each choice at 46,262 pieces (unless named)", "",
+               markdown_table([{"#": i + 1, **r} for i, r in enumerate(sweep)]),
+               "", "![policy variants](tokenizer_policy.png)",
                "", "## Targets", "", markdown_table(targets),
                "", f"Fast-encode throughput (dev set ×5, median of {args.reps}): Llama-2 "
                f"{tp['Llama-2']['chars_per_s']:,.0f} chars/s, mixnu {tp['mixnu']['chars_per_s']:,.0f} chars/s "
                f"({tp_ratio:.2f}x). Extending took {extend_s:.1f} s."]
+    plot_policy(sweep, RESULTS / "tokenizer_policy.png")
     if curve_rows:
-        report += ["", "## Added pieces vs tokens per line (dev)", "", markdown_table(curve_rows)]
+        report += ["", "## Added pieces vs tokens (default policy, dev and ood)", "", markdown_table(curve_rows),
+                   "", "![curve](tokenizer_curve.png)", "", all_met_line(curve_rows)]
         plot_curve(curve_rows, RESULTS / "tokenizer_curve.png")
     if byte_level:
         report += ["", "## Byte-level BPE base: Llama-3 + 8,000 Korean tokens (dev)", "", byte_level["markdown"], "",

@@ -145,11 +145,11 @@ def test_folder_loads_with_autotokenizer_fast_and_slow(extended, sp_pair, dev_se
 
 def test_coverage_policy_characters_are_single_pieces(sp_pair, ood_set):
     """Whatever the corpus held: KS X 1001 syllables, all jamo, the first 1,800 prior Hanja, Korean symbols."""
-    from mixnu.charsets import compatibility_jamo, conjoining_jamo, ksx1001_syllables
+    from mixnu.charsets import compatibility_jamo, ksx1001_syllables, modern_conjoining_jamo
     from mixnu.tokenizer.coverage import hanja_prior
 
     _, ext_sp = sp_pair
-    must = ksx1001_syllables() + compatibility_jamo() + conjoining_jamo() + list(hanja_prior()[:1800])
+    must = ksx1001_syllables() + compatibility_jamo() + modern_conjoining_jamo() + list(hanja_prior()[:1800])
     must += "｢ ｣ ․ ‧ 〈 〉 ◯ ㎏ ㎜ ･ …".split()
     missing = [c for c in must if ext_sp.piece_to_id(c) == ext_sp.unk_id()]
     assert not missing, missing[:20]

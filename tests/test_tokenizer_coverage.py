@@ -12,6 +12,7 @@ from mixnu.charsets import (
     conjoining_jamo,
     ksx1001_chars,
     ksx1001_syllables,
+    modern_conjoining_jamo,
 )
 from mixnu.tokenizer import ExtendConfig
 from mixnu.tokenizer.coverage import hanja_prior, korean_symbols, policy_chars, select_chars
@@ -64,12 +65,21 @@ def test_select_chars_seen_first_then_policy_and_cap():
     assert "喧" not in out  # seen once, and not among the prior's first 1,800
     assert "喧" in select_chars(chars, base, _cfg(hanja_prior=4632), budget=20_000)[0]
     assert len(out) == len(set(out)) == sum(counts.values())
-    assert set(ksx1001_syllables()) <= set(out) and set(conjoining_jamo()) <= set(out)
+    assert set(ksx1001_syllables()) <= set(out) and set(modern_conjoining_jamo()) <= set(out)
+    assert "ᅀ" not in out  # Old Hangul (U+1140) only with conjoining_jamo="all"
+    assert set(conjoining_jamo()) <= set(select_chars(chars, base, _cfg(conjoining_jamo="all"), budget=20_000)[0])
     small, _ = select_chars(chars, base, _cfg(), budget=1000)
     assert small == out[:500]  # half the budget, lowest priority cut first
-    none, c0 = select_chars(Counter(), set(), _cfg(syllables="none", jamo=False, conjoining_jamo=False,
+    none, c0 = select_chars(Counter(), set(), _cfg(syllables="none", jamo=False, conjoining_jamo="none",
                                                hanja_prior=0, korean_symbols=False), budget=1000)
     assert none == [] and sum(c0.values()) == 0
+
+
+def test_modern_conjoining_jamo_are_what_nfd_syllables_use():
+    used = {c for s in all_syllables() for c in unicodedata.normalize("NFD", s)}
+    assert used == set(modern_conjoining_jamo()) and len(used) == 67
+    assert _cfg(conjoining_jamo=True).conjoining_jamo == "all"  # configs written before the three-way switch
+    assert _cfg(conjoining_jamo=False).conjoining_jamo == "none"
 
 
 def test_policy_all_syllables_and_hanja_count():

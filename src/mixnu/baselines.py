@@ -38,7 +38,7 @@ from mixnu.train import RouteConfig, TrainConfig, TrainResult, train, train_rout
 Baseline = Literal["dense_same_steps", "dense_same_tokens", "sparse_upcycling"]
 LABELS: dict[str, str] = {"dense_same_steps": "dense (same steps)", "dense_same_tokens": "dense (same tokens)",
                           "sparse_upcycling": "sparse upcycling"}
-_FOLDERS = {"dense_same_steps": "dense-same-steps", "dense_same_tokens": "dense-same-tokens",
+FOLDERS = {"dense_same_steps": "dense-same-steps", "dense_same_tokens": "dense-same-tokens",
             "sparse_upcycling": "upcycled"}
 
 
@@ -92,7 +92,7 @@ def train_baselines(cfg: BaselinesConfig) -> BaselinesResult:
     steps = budget_steps(cfg)
     models, results = {}, {}
     for kind in cfg.which:
-        out = cfg.out / _FOLDERS[kind]
+        out = cfg.out / FOLDERS[kind]
         common = {"out": out, "steps": steps[kind], "force": True}
         if kind == "sparse_upcycling":
             start = upcycle(cfg.base, cfg.experts, cfg.num_experts_per_tok, cfg.out / "upcycled-init", cfg.route.seed)

@@ -108,6 +108,13 @@ def conjoining_jamo() -> list[str]:
     return chars_of(CONJOINING_JAMO)
 
 
+def modern_conjoining_jamo() -> list[str]:
+    """The 67 conjoining jamo of modern Hangul: 19 initial consonants (U+1100–1112), 21 vowels
+    (U+1161–1175), 27 final consonants (U+11A8–11C2) — what NFD of the 11,172 syllables uses (Unicode
+    ch. 3.12, Conjoining Jamo Behavior). The other 189 are Old Hangul."""
+    return [chr(o) for a, b in ((0x1100, 0x1112), (0x1161, 0x1175), (0x11A8, 0x11C2)) for o in range(a, b + 1)]
+
+
 def byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level alphabet: printable character -> the byte (0–255) it stands for.
 

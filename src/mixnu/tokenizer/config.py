@@ -51,7 +51,9 @@ class ExtendConfig(StageConfig):
         "ksx1001+seen", description="Syllables added as single pieces: seen in the corpus, also all 2,350 of "
                                     "KS X 1001, or all 11,172 modern syllables.")
     jamo: bool = Field(True, description="Add all Hangul compatibility jamo (ㅋ, ㅠ, ㆍ …) as single pieces.")
-    conjoining_jamo: bool = Field(True, description="Add all 256 conjoining jamo (U+1100–11FF) as single pieces.")
+    conjoining_jamo: Literal["modern", "all", "none"] = Field(
+        "modern", description="Conjoining jamo added as single pieces: the 67 of modern Hangul (ᄏ, ᅲ …), all 256 "
+                              "of U+1100–11FF (with Old Hangul), or none.")
     hanja_prior: int = Field(1800, ge=0, description="Add the first N Hanja of the frequency prior "
                                                      "(KS X 1001, education list first; 0 = none).")
     korean_symbols: bool = Field(True, description="Add the punctuation and symbols Korean text uses "
@@ -66,6 +68,12 @@ class ExtendConfig(StageConfig):
     num_threads: int = Field(1, ge=1, description="sentencepiece training threads (1 = reproducible).")
     verify_lines: int = Field(2000, ge=0, description="Sample lines checked slow == fast before writing.")
     quiet: bool = True
+
+    @field_validator("conjoining_jamo", mode="before")
+    @classmethod
+    def _jamo_switch(cls, v: object) -> object:
+        # `true` / `false` from configs written before the three-way choice: all 256 / none.
+        return {True: "all", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("corpus")
     @classmethod

@@ -35,6 +35,7 @@ from mixnu.charsets import (
     is_syllable,
     ksx1001_chars,
     ksx1001_syllables,
+    modern_conjoining_jamo,
 )
 
 KINDS = ("syllables", "jamo", "hanja", "symbols")
@@ -78,8 +79,8 @@ def policy_chars(cfg: Any) -> list[tuple[str, str]]:
     out += [(c, "hanja") for c in hanja_prior()[: cfg.hanja_prior]]
     if cfg.syllables == "all":
         out += [(c, "syllables") for c in all_syllables()]
-    if cfg.conjoining_jamo:
-        out += [(c, "jamo") for c in conjoining_jamo()]
+    if cfg.conjoining_jamo != "none":
+        out += [(c, "jamo") for c in (conjoining_jamo() if cfg.conjoining_jamo == "all" else modern_conjoining_jamo())]
     return out
 
 
