@@ -10,15 +10,17 @@ Stages (each resumes from its folder under --work when rerun):
    dequantized);
 2. tokenizers: SmolLM2's byte-level BPE + Korean tokens (--sizes), table against SmolLM2, Llama-3, Qwen2 on dev and ood;
 3. expand (largest size): subword-mean vs mean vs random rows; Korean and English bits/char at step 0 and after
-   --new-rows-steps steps of new rows only; then --all-steps of all parameters from the best;
-4. experts (--domains, MLP-only, --expert-steps each) -> Mixtral merge -> --router-steps router steps; Korean bits/char
-   per domain and English bits/char for base, expanded, experts, MoE;
+   --new-rows-steps steps of new rows only (--new-rows-lr with --new-rows-warmup; subword-mean also at --variant-lr);
+   then --all-steps of all parameters from the best of those;
+4. experts (--domains, MLP-only, --expert-steps each) -> Mixtral merge -> --router-steps router steps, and the
+   skeptic's baselines from the same dense model on the same data (`mixnu.baselines`: dense with the MoE's steps,
+   dense with its tokens, sparse upcycling); Korean bits/char per domain and English bits/char for all of them;
 5. llama.cpp: `mixnu export gguf` of the MoE and the expanded dense model; greedy tokens and next-token log-probs vs
    transformers on >= 8 Korean and English prompts (bench/llamacpp_parity_worker.py in the llama-cpp-python venv);
 6. server: `python -m llama_cpp.server` on the MoE GGUF (127.0.0.1, by PID); `mixnu generate` (openai-chat) on
    --prompts-per-attribute prompts of each suite attribute; `mixnu eval judge` (SmolLM2-MoE as stand-in judge) and report.
-Step counts are tiny on purpose (a 2-core CPU at ~120 training tokens/s): the run shows every real path works and
-what the numbers look like at step 0 and after a few steps, not a trained Korean model.
+Step counts are small on purpose (a 2-core CPU at ~130 training tokens/s): the run shows every real path works and
+what the numbers look like at step 0 and after a few dozen steps, not a trained Korean model.
 """
 
 from __future__ import annotations
@@ -52,17 +54,23 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="Korean tokens added (last one used)")
     ap.add_argument("--inits", nargs="+", default=["subword-mean", "mean", "random"],
                     choices=["subword-mean", "mean", "random"], help="row initialisations compared")
-    ap.add_argument("--new-rows-steps", type=int, default=12)
-    ap.add_argument("--all-steps", type=int, default=8)
+    ap.add_argument("--new-rows-steps", type=int, default=16)
+    ap.add_argument("--new-rows-lr", type=float, default=5e-4)
+    ap.add_argument("--new-rows-warmup", type=int, default=3)
+    ap.add_argument("--variant-lr", type=float, default=2e-3,
+                    help="a second new-rows run of the subword-mean rows at this lr with --variant-warmup steps "
+                         "(0: none)")
+    ap.add_argument("--variant-warmup", type=int, default=0)
+    ap.add_argument("--all-steps", type=int, default=12)
     ap.add_argument("--domains", nargs="+", default=["law", "daily"])
-    ap.add_argument("--expert-steps", type=int, default=12)
+    ap.add_argument("--expert-steps", type=int, default=16)
     ap.add_argument("--router-steps", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--eval-chars", type=int, default=1500, help="held-out characters per Korean domain / English")
     ap.add_argument("--parity", nargs="+", default=["moe", "dense"], choices=["moe", "dense"],
                     help="models checked against llama.cpp in stage 5")
-    ap.add_argument("--prompts-per-attribute", type=int, default=1)
+    ap.add_argument("--prompts-per-attribute", type=int, default=2)
     ap.add_argument("--server-prompts", type=int, default=None, help="at most this many suite prompts on the server")
     ap.add_argument("--max-lines", type=int, default=4000, help="corpus lines read per domain for training")
     ap.add_argument("--runtime-only", type=Path, default=None,
@@ -134,21 +142,31 @@ def main() -> None:
             rows += score_all({f"{init}, step 0": (exp, exp)}, evalsets, args.work, n_old=n_base)
             if args.stop_after == "expand0":
                 continue
-            trained = _train(args.work / f"newrows-{init}", exp, mix, "new_rows", args.new_rows_steps, 2e-3,
-                             train_common)
+            trained = _train(args.work / f"newrows-{init}", exp, mix, "new_rows", args.new_rows_steps,
+                             args.new_rows_lr, {**train_common, "warmup_steps": args.new_rows_warmup})
             rows += score_all({f"{init}, {args.new_rows_steps} new-row steps": (trained, trained)}, evalsets,
                               args.work, n_old=n_base)
+            if init == "subword-mean" and args.variant_lr:
+                other = _train(args.work / "newrows-subword-mean-variant", exp, mix, "new_rows", args.new_rows_steps,
+                               args.variant_lr, {**train_common, "warmup_steps": args.variant_warmup})
+                rows += score_all({f"{init}, {args.new_rows_steps} new-row steps at lr {args.variant_lr:g}, "
+                                   f"{args.variant_warmup} warm-up": (other, other)}, evalsets, args.work,
+                                  n_old=n_base)
         out["expand_rows"] = rows
+        out["new_rows_training"] = {"lr": args.new_rows_lr, "warmup_steps": args.new_rows_warmup,
+                                    "variant_lr": args.variant_lr, "variant_warmup_steps": args.variant_warmup}
         if args.stop_after == "expand0":
             print("\n" + markdown_table(rows) + "\n", flush=True)
             return _finish(out, t_start, "real_model_partial")
-        best = min((r for r in rows if "new-row steps" in r["model"]), key=lambda r: r["ko_mean"])
-        init_best = best["model"].split(",")[0]
-        out["expand_best_init"] = init_best
-        dense = _train(args.work / "dense-all", args.work / f"newrows-{init_best}", mix, "all", args.all_steps,
-                       3e-4, train_common)
-        rows += score_all({f"{init_best} + {args.all_steps} all-parameter steps": (dense, dense)}, evalsets,
-                          args.work, n_old=n_base)
+        trained_rows = {r["model"]: r for r in rows if "new-row steps" in r["model"]}
+        best = min(trained_rows.values(), key=lambda r: r["ko_mean"])
+        folder = {n: args.work / ("newrows-subword-mean-variant" if " at lr " in n else f"newrows-{n.split(',')[0]}")
+                  for n in trained_rows}
+        out["expand_best"] = best["model"]
+        dense = _train(args.work / "dense-all", folder[best["model"]], mix, "all", args.all_steps, 3e-4,
+                       train_common)
+        rows += score_all({f"best ({best['model']}) + {args.all_steps} all-parameter steps": (dense, dense)},
+                          evalsets, args.work, n_old=n_base)
         print("\n" + markdown_table(rows) + "\n", flush=True)
 
     # 4. experts -> MoE -> router
@@ -167,6 +185,7 @@ def main() -> None:
                         args.router_steps, 1e-3, train_common)
         models = {"expanded dense": (dense, dense), "MoE (router trained)": (routed, routed),
                   **{f"expert {d}": (p, p) for d, p in experts.items()}}
+        models.update(_baselines(args, dense, moe, [files[d] for d in args.domains], train_common, out))
         moe_rows = [r for r in rows if r["model"].startswith("SmolLM2")]
         moe_rows += score_all(models, evalsets, args.work, n_old=None)
         out["moe_rows"] = moe_rows
@@ -203,10 +222,63 @@ def _runtime_only(args: argparse.Namespace, out: dict[str, Any], t_start: float)
     _finish(out, t_start, f"real_model_runtime_{name}")
 
 
+def _baselines(args: argparse.Namespace, dense: Path, moe: Path, data: list[Path], common: dict[str, Any],
+               out: dict[str, Any]) -> dict[str, tuple[Path, Path]]:
+    """The skeptic's baselines for the MoE (`mixnu.baselines`), from the same expanded dense model and data.
+
+    Dense with the MoE's sequential steps (expert + router steps), dense with its tokens (all experts' plus the
+    router stage's), sparse upcycling with the router stage's steps. All train every parameter at lr 3e-4 (the
+    all-parameter rate of the expanded model and the experts; the router stage's 1e-3 is for routers only).
+    """
+    from mixnu.baselines import FOLDERS, LABELS, BaselinesConfig, budget_steps, train_baselines
+    from mixnu.train import RouteConfig
+
+    root = args.work / "baselines"
+    route = RouteConfig(model=moe, data=data, out=root / "unused", trainable="router", steps=args.router_steps,
+                        lr=3e-4, cache_dir=args.work / ".cache", **common)
+    cfg = BaselinesConfig(base=dense, route=route, out=root, experts=len(args.domains),
+                          num_experts_per_tok=min(2, len(args.domains)), expert_steps=args.expert_steps,
+                          expert_batch_size=args.batch_size)
+    missing = [k for k in cfg.which if not (root / FOLDERS[k] / "config.json").is_file()]
+    if missing:
+        train_baselines(cfg.model_copy(update={"which": missing}))
+    out["baseline_steps"] = {LABELS[k]: v for k, v in budget_steps(cfg).items()}
+    return {f"{LABELS[k]} ({n} steps)": (root / FOLDERS[k], root / FOLDERS[k])
+            for k, n in budget_steps(cfg).items()}
+
+
 def _finish(out: dict[str, Any], t_start: float, name: str) -> None:
     out["total_seconds"] = round(time.perf_counter() - t_start, 1)
     path = write_result(name, out)
+    if out.get("moe_rows"):
+        plot_models(out, path.with_suffix(".png"))
     print(f"wrote {path} ({out['total_seconds']:.0f} s)")
+
+
+def plot_models(out: dict[str, Any], path: Path) -> None:
+    """Korean mean and English bits/char of every model of stages 3-4, side by side (lower is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in out.get("expand_rows", []) if "all-parameter" not in r["model"]] + out["moe_rows"][1:]
+    names = [r["model"].replace(" (own tokenizer)", "\n(own tokenizer)").replace(", ", ",\n", 1) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(rows) + 1.5), dpi=110, sharey=True)
+    for ax, key, title in ((axes[0], "ko_mean", "Korean held-out (mean of 4 domains)"), (axes[1], "en", "English")):
+        vals = [r[key] for r in rows]
+        ax.barh(range(len(rows)), vals, color=["tab:red" if "MoE" in r["model"] else "tab:blue" for r in rows])
+        for i, v in enumerate(vals):
+            ax.text(v, i, f" {v:.3f}", va="center", fontsize=7)
+        ax.axvline(rows[0][key], color="grey", ls="--", lw=1)
+        ax.set_title(title + ": bits/char (lower is better)", fontsize=9)
+        ax.set_xlim(0, max(min(vals) * 2.2, max(v for v in vals if v < 3 * min(vals)) * 1.15))
+    axes[0].set_yticks(range(len(rows)), names, fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle("SmolLM2-135M + 8k Korean tokens: every stage and the MoE's baselines (dashed: SmolLM2)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
 
 
 def _train(out: Path, model: Path, data: list[Path], trainable: str, steps: int, lr: float,

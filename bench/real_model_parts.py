@@ -197,7 +197,7 @@ def serve_and_judge(gguf: Path, python: Path, run_dir: Path, per_attribute: int,
     ids = _subset(per_attribute)[:limit]
     res: dict[str, Any] = {"prompts": len(ids), "url": url}
     t0 = time.perf_counter()
-    cmd = llama_cpp_command(python, gguf, port, n_ctx=4096, n_threads=1, alias="mixnu-real")
+    cmd = llama_cpp_command(python, gguf, port, n_ctx=4096, n_threads=2, alias="mixnu-real")
     with serve(cmd, url, run_dir.parent / "server.log", ready_timeout_s=300) as proc:
         res["pid"], res["ready_s"] = proc.pid, round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
