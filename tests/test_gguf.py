@@ -11,6 +11,7 @@ round trip 26 s, plus ~35 s of fixtures (converter start-up imports torch and tr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,9 +112,17 @@ def test_export_dense_then_import_round_trip(tmp_path, tiny_dense, dense_gguf, r
     assert fields["general.architecture"] == "llama" and "llama.expert_count" not in fields
     back = tmp_path / "back"
     rc, _, err = run_cli("import-gguf", dense_gguf, back, "-q")
-    assert rc == 0, err
+    assert rc == 0 and err == "", err  # --quiet: not even transformers' dequantizing / saving bars
     card = (back / "README.md").read_text()
     assert "sha256" in card and dense_gguf.name in card
+    meta = json.loads((back / "mixnu_import.json").read_text())
+    assert meta["file_type"] == "ALL_F32" and meta["dequantized"] is False  # an f32 GGUF loses nothing
+    tok_cfg = json.loads((back / "tokenizer_config.json").read_text())
+    assert tok_cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and "is_local" not in tok_cfg
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in back.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # weights readable like every other file
     orig = AutoModelForCausalLM.from_pretrained(tiny_dense).eval()
     model = AutoModelForCausalLM.from_pretrained(back).eval()
     tok, tok_back = AutoTokenizer.from_pretrained(tiny_dense), AutoTokenizer.from_pretrained(back)
@@ -149,7 +158,22 @@ def test_import_refuses_a_non_gguf_file(tmp_path, run_cli):
     bad = tmp_path / "x.gguf"
     bad.write_bytes(b"not a gguf at all" * 10)
     rc, _, err = run_cli("import-gguf", bad, tmp_path / "out")
-    assert rc == 1 and "not a readable GGUF file" in err and err.strip().count("\n") == 0
+    assert rc == 1 and "not a GGUF file" in err and err.strip().count("\n") == 0
+    bad.write_bytes(b"GG")  # shorter than the magic
+    rc, _, err = run_cli("import-gguf", bad, tmp_path / "out")
+    assert rc == 1 and "not a GGUF file" in err and err.strip().count("\n") == 0
+    bad.write_bytes(b"GGUF" + b"\x03\x00")  # the magic, then a cut header
+    rc, _, err = run_cli("import-gguf", bad, tmp_path / "out")
+    assert rc == 1 and "truncated or damaged GGUF file" in err and err.strip().count("\n") == 0
+
+
+def test_a_bad_option_value_is_one_line(tmp_path, tiny_dense, dense_gguf, run_cli):
+    rc, _, err = run_cli("export", "gguf", tiny_dense, tmp_path / "x.gguf", "--llama-cpp", tmp_path,
+                         "--outtype", "q4_0")
+    assert rc == 1 and err.strip().count("\n") == 0 and "outtype" in err and "'q4_0'" in err
+    assert "Traceback" not in err
+    rc, _, err = run_cli("import-gguf", dense_gguf, tmp_path / "y", "--dtype", "fp8")
+    assert rc == 1 and err.strip().count("\n") == 0 and "dtype" in err and "'fp8'" in err
 
 
 def test_export_without_a_converter_is_one_line(tmp_path, tiny_dense, run_cli):
@@ -174,8 +198,11 @@ def test_fetch_local_folder_and_bad_sources(tmp_path, tiny_dense, run_cli, monke
     assert rc == 0, err
     assert (tmp_path / "copy" / "config.json").is_file() and (tmp_path / "copy" / "mixnu_fetch.json").is_file()
     rc, _, err = run_cli("fetch", "nobody/no-such-model", tmp_path / "x")
-    assert rc == 1 and "cannot resolve this model source" in err and "hub: offline" in err
+    assert rc == 1 and "cannot resolve this model source" in err and "hub: skipped (HF_HUB_OFFLINE=1)" in err
     assert err.strip().count("\n") == 0
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    rc, _, err = run_cli("fetch", "nobody/no-such-model", tmp_path / "x", "--no-hub")
+    assert rc == 1 and "hub: skipped (--no-hub)" in err and err.strip().count("\n") == 0
     (tmp_path / "empty").mkdir()
     rc, _, err = run_cli("fetch", tmp_path / "empty", tmp_path / "y")
     assert rc == 1 and "no config.json" in err

@@ -103,6 +103,13 @@ def test_atomic_outputs_get_the_modes_plain_open_and_mkdir_give(tmp_path):
         fh.write("x")
     with atomic_dir(tmp_path / "atomic-dir") as d:
         (d / "f").write_text("x")
+        (d / "sub").mkdir()
+        (d / "sub" / "weights").write_text("x")
+        (d / "sub" / "weights").chmod(0o600)  # what a library's own temp file + rename leaves
+        (d / "run.sh").write_text("x")
+        (d / "run.sh").chmod(0o700)
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
     assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt")
     assert mode(tmp_path / "atomic-dir") == mode(tmp_path / "plain-dir")
+    assert mode(tmp_path / "atomic-dir" / "sub" / "weights") == mode(tmp_path / "plain.txt")
+    assert mode(tmp_path / "atomic-dir" / "run.sh") == mode(tmp_path / "plain.txt") | 0o100  # its execute bit kept

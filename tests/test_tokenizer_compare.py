@@ -72,7 +72,7 @@ def test_plain_text_file_gets_its_stem_as_domain(tmp_path):
     assert read_texts([p]) == [("news", "첫 줄입니다"), ("news", "둘째 줄\tTAB 포함 문장 with spaces")]
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "exists", "empty_text"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "exists", "empty_text", "missing_text"])
 def test_bad_input(case, tmp_path, data_root, llama2_sp_model, run_cli):
     tok, text, out = llama2_sp_model, data_root / DEV, tmp_path / "out"
     if case == "missing":
@@ -85,10 +85,14 @@ def test_bad_input(case, tmp_path, data_root, llama2_sp_model, run_cli):
     elif case == "empty_text":
         text = tmp_path / "e.txt"
         text.write_text("", encoding="utf-8")
+    elif case == "missing_text":
+        text = tmp_path / "nope.tsv"
     rc, _, err = run_cli("tokenizer", "compare", "--tokenizer", f"a={tok}", "--text", text, "--out", out, "-q")
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 1 and len(lines) == 1 and lines[0].startswith("mixnu: error:"), err
     assert not out.exists() or case == "exists"
+    if case == "missing_text":
+        assert "nope.tsv: text file not found" in err
     if case == "exists":
         assert list(out.iterdir()) == []
 

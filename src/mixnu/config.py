@@ -30,7 +30,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set train.lr=3e-4)")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set seed=1)")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
@@ -62,7 +62,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
-    return f"{source}: {loc}: {first['msg']}{more}"
+    given = first.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) and first["type"] != "missing" else ""
+    return f"{source}: {loc}: {first['msg']}{shown}{more}"
 
 
 def validate_config(cls: type[C], data: dict[str, Any], source: str = "config") -> C:

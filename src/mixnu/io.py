@@ -104,6 +104,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the mode `mkdir()` would give it
     try:
         yield tmp
+        _plain_modes(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():
@@ -116,6 +117,19 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _plain_modes(folder: Path) -> None:
+    """Give every file under `folder` the mode a plain `open(..., "w")` would (0666 & ~umask, keeping
+    execute bits): libraries that write through their own temp files leave 0600 (safetensors weights
+    saved by transformers 5), which another user or a serving account cannot read."""
+    mask = _umask()
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            mode = f.stat().st_mode & 0o777
+            want = (0o666 & ~mask) | (mode & 0o111 & ~mask)
+            if mode != want:
+                f.chmod(want)
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

@@ -1,18 +1,21 @@
 """The `mixnu` command line: one sub-command (group) per stage of the recipe.
 
 This package only parses arguments and calls the library. Each stage's commands live in
-`mixnu/cli/<stage>.py` and expose `register(app)`; `main()` catches `MixnuError` once, prints
+`mixnu/cli/<stage>.py` and expose `register(app)`; `main()` catches `MixnuError` (and a pydantic
+`ValidationError` of an option value a command passed straight into its config) once, prints
 one line (`mixnu: error: ...`) and exits 1. Other exceptions keep their traceback (they are bugs).
 """
 
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from mixnu import __version__
 from mixnu.cli import data, demo, expand, generate, merge, model, ppl, route, tokenizer, train
 from mixnu.cli import eval as eval_cli
 from mixnu.cli._common import expand_list_options
+from mixnu.config import format_validation_error
 from mixnu.console import stderr
 from mixnu.errors import MixnuError
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         rc = command(args=args, standalone_mode=False)
     except MixnuError as exc:
         stderr.print(f"[red]mixnu: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except ValidationError as exc:  # an option value a command passed straight into its config
+        stderr.print(f"[red]mixnu: error:[/red] {format_validation_error(exc, 'option')}", highlight=False,
+                     soft_wrap=True)
         return 1
     except typer.Abort:
         stderr.print("mixnu: aborted")

@@ -30,8 +30,9 @@ JsonOut = Annotated[
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")]
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", metavar="KEY=VALUE", help="Override a config field, e.g. --set lr=3e-4 router.init=data "
-                 "(several after one flag, or repeat it); wins over --config and the other flags."),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a field of this command's config (the names --config takes; dotted for nested "
+                 "ones, e.g. merge's router.init=data); several after one flag, or repeat it; wins over "
+                 "--config and the other flags."),
 ]
 
 

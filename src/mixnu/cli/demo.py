@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         ctx: typer.Context,
         out: Annotated[Path, typer.Option("--out", help="Results folder to write.")] = Path("demo-out"),
-        data: Annotated[Path | None, typer.Option("--data", help="Folder with one corpus file per domain, or a data folder (corpus/, eval/) from `mixnu data prepare`; default: MIXNU_DATA, else built-in.")] = None,
+        data: Annotated[Path | None, typer.Option("--data", help="Folder with one corpus file per domain, or a data folder (corpus/, eval/) from `mixnu data prepare`; default: MIXNU_DATA or $MIXNU_SHARED/data, else built-in.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="YAML file of DemoConfig fields (default recipes/toy/demo.yaml if present).")] = None,
         fast: Annotated[bool, typer.Option("--fast", help="A few steps of everything: checks the pipeline, not the targets.")] = False,
         sets: Sets = None,

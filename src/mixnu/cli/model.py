@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from mixnu.cli._common import emit
         from mixnu.fetch import FetchConfig, fetch_model
 
-        r = fetch_model(FetchConfig(source=source, out=out, hub=not no_hub, force=force))
+        r = fetch_model(FetchConfig(source=source, out=out, hub=not no_hub, force=force, quiet=quiet))
         emit(r, json_out, quiet, f"fetched {source} via {r.route} into {r.out}/ in {r.seconds:.0f} s")
 
     @app.command("import-gguf")
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from mixnu.cli._common import emit
         from mixnu.gguf_import import ImportGgufConfig, import_gguf
 
-        r = import_gguf(ImportGgufConfig(gguf=gguf, out=out, dtype=dtype, force=force))
+        r = import_gguf(ImportGgufConfig(gguf=gguf, out=out, dtype=dtype, force=force, quiet=quiet))
         emit(r, json_out, quiet, f"imported {r.name or gguf.name} ({r.architecture}, {r.file_type}, "
                                  f"{r.parameters:,} parameters) into {r.out}/ in {r.seconds:.0f} s")
 

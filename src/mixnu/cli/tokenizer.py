@@ -25,10 +25,10 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Output tokenizer folder.")],
         base: Annotated[Path | None, typer.Option(help="Base: SentencePiece BPE folder or tokenizer.model; or a "
                                                   "byte-level BPE folder (tokenizer.json only) or .gguf vocab file. "
-                                                  "Default: Llama-2's (MIXNU_DATA, else built-in).")] = None,
+                                                  "Default: Llama-2's (MIXNU_DATA or $MIXNU_SHARED/data, else built-in).")] = None,
         corpus: Annotated[list[Path] | None, typer.Option(help="Training text files (.txt/.jsonl[.gz]): several after "
                                                           "one flag (a shell glob), or repeat it. Default: the four "
-                                                          "corpora (MIXNU_DATA, else built-in).")] = None,
+                                                          "corpora (MIXNU_DATA or $MIXNU_SHARED/data, else built-in).")] = None,
         vocab_size: Annotated[int, typer.Option(help="Total pieces in the result, base included.")] = 46262,
         config: Config = None, sets: Sets = None, force: Force = False, quiet: Quiet = False,
         json_out: JsonOut = None,

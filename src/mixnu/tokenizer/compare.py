@@ -91,6 +91,8 @@ def read_texts(paths: list[Path], max_lines: int | None = None) -> list[tuple[st
     (a `domain<TAB>text` header is skipped); any other file's lines get the file's stem as domain."""
     out: list[tuple[str, str]] = []
     for path in paths:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: text file not found; check the --text path")
         lines = []
         for line in iter_corpus(path):
             lines.append(line)
