@@ -111,6 +111,23 @@ def throughput(folders: dict[str, Path], lines: list[str], reps: int) -> dict[st
             for n, t in times.items()}
 
 
+def measure(folder: Path, texts: dict[str, list[str]], base_tokens: dict[str, int],
+            byte_first: bool = False) -> dict[str, float]:
+    """Per text set: tokens of `folder`'s tokenizer.model relative to Llama-2's (`base_tokens`) and % byte-level
+    tokens (keys `<set> vs Llama-2`, `<set> % byte`; `byte_first` puts the byte column first, as the tables show)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    row: dict[str, float] = {}
+    for name, lines in texts.items():
+        ids = sp.encode(lines)
+        tokens = sum(map(len, ids))
+        rel, byte = tokens / base_tokens[name], 100 * sum(sp.is_byte(i) for x in ids for i in x) / tokens
+        row.update({f"{name} % byte": byte, f"{name} vs Llama-2": rel} if byte_first
+                   else {f"{name} vs Llama-2": rel, f"{name} % byte": byte})
+    return row
+
+
 def curve(tmp: Path, corpus: list[Path], sets: dict[str, Path]) -> list[dict]:
     """One extension (default policy) per size in CURVE_SIZES: tokens relative to Llama-2 and % byte-level,
     on each text set."""
@@ -128,14 +145,8 @@ def curve(tmp: Path, corpus: list[Path], sets: dict[str, Path]) -> list[dict]:
         res = extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=corpus, out=out, vocab_size=n,
                                             verify_lines=200))
         secs = time.perf_counter() - t0
-        sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
-        row = {"vocab": n, "added": res.added, "hangul_pieces": res.added_by_kind["hangul_pieces"]}
-        for name, lines in texts.items():
-            ids = sp.encode(lines)
-            tokens = sum(map(len, ids))
-            row[f"{name} vs Llama-2"] = tokens / base_tokens[name]
-            row[f"{name} % byte"] = 100 * sum(sp.is_byte(i) for x in ids for i in x) / tokens
-        row["extend_s"] = round(secs, 1)
+        row = {"vocab": n, "added": res.added, "hangul_pieces": res.added_by_kind["hangul_pieces"],
+               **measure(out, texts, base_tokens), "extend_s": round(secs, 1)}
         rows.append(row)
         print(f"  vocab {n}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if " " in k), flush=True)
         shutil.rmtree(out)
@@ -163,14 +174,8 @@ def policy_sweep(tmp: Path, corpus: list[Path], sets: dict[str, Path], built: di
             res = extend_tokenizer(ExtendConfig(base=llama2_tokenizer_model(), corpus=corpus, out=out, force=True,
                                                 verify_lines=200, **settings))
             secs = time.perf_counter() - t0
-        sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
-        row = {"variant": label, **{k: v for k, v in res.added_by_kind.items()}}
-        for name, lines in texts.items():
-            ids = sp.encode(lines)
-            tokens = sum(map(len, ids))
-            row[f"{name} % byte"] = 100 * sum(sp.is_byte(i) for x in ids for i in x) / tokens
-            row[f"{name} vs Llama-2"] = tokens / base_tokens[name]
-        row["extend_s"] = round(secs, 1)
+        row = {"variant": label, **res.added_by_kind, **measure(out, texts, base_tokens, byte_first=True),
+               "extend_s": round(secs, 1)}
         rows.append(row)
         print(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if " " in k and k[0] != "+"),
               flush=True)

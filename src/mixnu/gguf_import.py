@@ -34,6 +34,7 @@ from mixnu.config import StageConfig
 from mixnu.errors import CheckpointError
 from mixnu.hf import first_line, quiet_transformers
 from mixnu.io import atomic_dir, check_output, sha256_file, write_json, write_text
+from mixnu.text import LLAMA_SPECIAL_CONFIG
 
 SUPPORTED = ("llama",)
 
@@ -178,7 +179,7 @@ def _plain_tokenizer_class(folder: Path) -> None:
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("tokenizer_class") == "TokenizersBackend":
-        data["tokenizer_class"] = "PreTrainedTokenizerFast"
+        data["tokenizer_class"] = LLAMA_SPECIAL_CONFIG["tokenizer_class"]
     for key in ("is_local", "local_files_only"):
         data.pop(key, None)
     write_json(path, data)
